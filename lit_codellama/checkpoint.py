@@ -1,0 +1,262 @@
+"""Reading and writing model weights: Hugging Face Llama/CodeLlama directories, our own format, Lightning checkpoints.
+
+Our format is a directory with `model_config.yaml` and `model.safetensors`. Hugging Face names map to
+ours by one small table; q/k/v and gate/up are concatenated into our fused projections.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from lit_codellama.config import ModelConfig
+from lit_codellama.errors import CheckpointError
+from lit_codellama.model import Llama
+
+OUR_CONFIG, OUR_WEIGHTS = "model_config.yaml", "model.safetensors"
+
+# Hugging Face name -> our name, per layer ({i}) and global.
+_HF_TO_OURS = {
+    "model.embed_tokens.weight": "tok_embeddings.weight",
+    "model.norm.weight": "norm.weight",
+    "lm_head.weight": "output.weight",
+    "model.layers.{i}.input_layernorm.weight": "layers.{i}.attention_norm.weight",
+    "model.layers.{i}.self_attn.o_proj.weight": "layers.{i}.attention.wo.weight",
+    "model.layers.{i}.post_attention_layernorm.weight": "layers.{i}.ffn_norm.weight",
+    "model.layers.{i}.mlp.down_proj.weight": "layers.{i}.feed_forward.w2.weight",
+}
+# Our fused weights and the Hugging Face weights concatenated (in order) along dim 0.
+_FUSED = {
+    "layers.{i}.attention.qkv.weight": ("q_proj", "k_proj", "v_proj"),
+    "layers.{i}.feed_forward.w13.weight": ("gate_proj", "up_proj"),
+}
+_FUSED_PARENT = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "gate_proj": "mlp", "up_proj": "mlp"}
+
+
+def _hf_name(part: str, i: int) -> str:
+    return f"model.layers.{i}.{_FUSED_PARENT[part]}.{part}.weight"
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def config_from_hf(hf: dict[str, Any], source: Path) -> ModelConfig:
+    """Our config from a Hugging Face `config.json`, reading RoPE's base wherever the file keeps it.
+
+    Released CodeLlama configs put `rope_theta` at the top level; current transformers writes
+    `rope_parameters: {rope_theta: ...}`. Falling back to 1e4 when both are absent is only right for
+    Llama 2 — a wrong base is a silent failure, so we never guess beyond that documented default.
+    """
+    if hf.get("model_type", "llama") != "llama":
+        raise CheckpointError(f"{source}: model_type is {hf['model_type']!r}; only Llama/CodeLlama checkpoints load")
+    if hf.get("hidden_act", "silu") != "silu" or hf.get("attention_bias") or hf.get("mlp_bias"):
+        raise CheckpointError(f"{source}: hidden_act/attention_bias/mlp_bias differ from Llama 2's; cannot load")
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in ("default", "linear"):
+        raise CheckpointError(f"{source}: rope type {rope_type!r} is not supported (only default and linear)")
+    n_head = hf["num_attention_heads"]
+    if "head_dim" in hf and hf["head_dim"] not in (None, hf["hidden_size"] // n_head):
+        raise CheckpointError(f"{source}: head_dim={hf['head_dim']} differs from hidden_size/num_attention_heads")
+    return ModelConfig(
+        name=hf.get("_name_or_path") or source.parent.name,
+        block_size=hf.get("max_position_embeddings", 4096),
+        vocab_size=hf["vocab_size"],
+        n_layer=hf["num_hidden_layers"],
+        n_head=n_head,
+        n_kv_head=hf.get("num_key_value_heads") or n_head,
+        n_embd=hf["hidden_size"],
+        intermediate_size=hf["intermediate_size"],
+        rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
+        rope_scaling=float(rope.get("factor", 1.0)) if rope_type == "linear" else 1.0,
+        norm_eps=hf.get("rms_norm_eps", 1e-5),
+    )
+
+
+def config_to_hf(config: ModelConfig, dtype: torch.dtype) -> dict[str, Any]:
+    rope_parameters: dict[str, Any] = {"rope_type": "default", "rope_theta": config.rope_theta}
+    if config.rope_scaling != 1.0:
+        rope_parameters.update(rope_type="linear", factor=config.rope_scaling)
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_act": "silu",
+        "hidden_size": config.n_embd,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.n_layer,
+        "num_attention_heads": config.n_head,
+        "num_key_value_heads": config.n_kv_head,
+        "vocab_size": config.vocab_size,
+        "max_position_embeddings": config.block_size,
+        "rms_norm_eps": config.norm_eps,
+        # Both spellings, so that transformers 4.x (top-level rope_theta) and 5.x (rope_parameters) read 1e6 right.
+        "rope_theta": config.rope_theta,
+        "rope_scaling": None if config.rope_scaling == 1.0 else {"type": "linear", "factor": config.rope_scaling},
+        "rope_parameters": rope_parameters,
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+
+def hf_to_ours(hf_state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    state = {}
+    for i in range(config.n_layer):
+        for hf_name, ours in _HF_TO_OURS.items():
+            if "{i}" in hf_name:
+                state[ours.format(i=i)] = hf_state.pop(hf_name.format(i=i))
+        for ours, parts in _FUSED.items():
+            state[ours.format(i=i)] = torch.cat([hf_state.pop(_hf_name(p, i)) for p in parts], dim=0)
+    state["tok_embeddings.weight"] = hf_state.pop("model.embed_tokens.weight")
+    state["norm.weight"] = hf_state.pop("model.norm.weight")
+    # Tied checkpoints (not Code Llama's) have no lm_head: the output layer reuses the embedding.
+    state["output.weight"] = hf_state.pop("lm_head.weight", state["tok_embeddings.weight"])
+    return state
+
+
+def ours_to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    c = config
+    split_sizes = {
+        "layers.{i}.attention.qkv.weight": (c.n_head * c.head_size, c.n_kv_head * c.head_size, c.n_kv_head * c.head_size),
+        "layers.{i}.feed_forward.w13.weight": (c.intermediate_size, c.intermediate_size),
+    }
+    hf = {hf_name: state[ours] for hf_name, ours in _HF_TO_OURS.items() if "{i}" not in hf_name}
+    for i in range(c.n_layer):
+        for hf_name, ours in _HF_TO_OURS.items():
+            if "{i}" in hf_name:
+                hf[hf_name.format(i=i)] = state[ours.format(i=i)]
+        for ours, parts in _FUSED.items():
+            pieces = state[ours.format(i=i)].split(split_sizes[ours], dim=0)
+            hf.update({_hf_name(p, i): piece.contiguous() for p, piece in zip(parts, pieces)})
+    return hf
+
+
+def _read_safetensors(files: list[Path]) -> dict[str, torch.Tensor]:
+    state = {}
+    for file in files:
+        with safe_open(file, framework="pt") as f:
+            state.update({name: f.get_tensor(name) for name in f.keys()})
+    return state
+
+
+def _hf_weight_files(directory: Path) -> list[Path]:
+    for index_name, single in (("model.safetensors.index.json", "model.safetensors"), ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+        index = directory / index_name
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            missing = [s for s in shards if not (directory / s).is_file()]
+            if missing:
+                raise CheckpointError(f"{index} lists shard(s) {missing} that are not in {directory}; download them")
+            return [directory / s for s in shards]
+        if (directory / single).is_file():
+            return [directory / single]
+    raise CheckpointError(f"{directory} has config.json but no model.safetensors(.index.json) or pytorch_model.bin")
+
+
+def _read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
+    files = _hf_weight_files(directory)
+    if files[0].suffix == ".safetensors":
+        return _read_safetensors(files)
+    state = {}
+    for file in files:
+        state.update(torch.load(file, map_location="cpu", weights_only=True))
+    return state
+
+
+_WRAPPER_PREFIX = re.compile(r"^(?:_forward_module\.|module\.)*model\.")
+
+
+def _read_lightning_checkpoint(file: Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+    # Lightning checkpoints hold more than tensors (loops, callbacks); they are the user's own files.
+    ckpt = torch.load(file, map_location="cpu", weights_only=False)
+    config = (ckpt.get("hyper_parameters") or {}).get("model_config")
+    if config is None:
+        raise CheckpointError(f"{file}: no hyper_parameters['model_config']; was it written by lit_codellama's trainer?")
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config, source=f"{file} hyper_parameters.model_config")
+    state = {_WRAPPER_PREFIX.sub("", k): v for k, v in ckpt["state_dict"].items() if _WRAPPER_PREFIX.match(k)}
+    return state, config
+
+
+def _consolidate_deepspeed(directory: Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+    from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+    with tempfile.TemporaryDirectory() as tmp:
+        consolidated = Path(tmp) / "consolidated.ckpt"
+        convert_zero_checkpoint_to_fp32_state_dict(str(directory), str(consolidated))
+        return _read_lightning_checkpoint(consolidated)
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+    """(state dict in our names, config) from any supported checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_file():
+        return _read_lightning_checkpoint(path)
+    if (path / OUR_CONFIG).is_file():
+        if not (path / OUR_WEIGHTS).is_file():
+            raise CheckpointError(f"{path} has {OUR_CONFIG} but no {OUR_WEIGHTS}")
+        return _read_safetensors([path / OUR_WEIGHTS]), ModelConfig.from_file(path / OUR_CONFIG)
+    if (path / "config.json").is_file():
+        config = config_from_hf(json.loads((path / "config.json").read_text()), path / "config.json")
+        return hf_to_ours(_read_hf_weights(path), config), config
+    if (path / "latest").is_file() or (path / "checkpoint").is_dir():
+        return _consolidate_deepspeed(path)
+    raise CheckpointError(
+        f"{path} is not a checkpoint: expected config.json (Hugging Face), {OUR_CONFIG} (lit_codellama), "
+        "a DeepSpeed checkpoint directory, or a Lightning .ckpt file"
+    )
+
+
+def check_state_dict(state: dict[str, torch.Tensor], model: torch.nn.Module, source: Path | str) -> None:
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise CheckpointError(
+                f"{source}: tensor {name} has shape {tuple(state[name].shape)} but the model expects {shape}; "
+                "the checkpoint was trained with a different model config"
+            )
+
+
+def load_model(path: str | Path, dtype: torch.dtype | None = None, **config_overrides: Any) -> Llama:
+    state, config = read_checkpoint(path)
+    if config_overrides:
+        config = ModelConfig.from_dict({**config.to_dict(), **config_overrides}, source=f"overrides for {path}")
+    with torch.device("meta"):
+        model = Llama(config)
+    check_state_dict(state, model, path)
+    if dtype is not None:
+        state = {k: v.to(dtype) for k, v in state.items()}
+    model.load_state_dict(state, assign=True)
+    return model
+
+
+def save_model(model: Llama, path: str | Path, hf_format: bool = False) -> None:
+    """Write `model` to directory `path`: our format, or Hugging Face's (opens with transformers)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if hf_format:
+        dtype = model.output.weight.dtype
+        (path / "config.json").write_text(json.dumps(config_to_hf(model.config, dtype), indent=2))
+        save_file(ours_to_hf(state, model.config), path / "model.safetensors", metadata={"format": "pt"})
+    else:
+        model.config.save(path / OUR_CONFIG)
+        save_file(state, path / OUR_WEIGHTS, metadata={"format": "pt"})
