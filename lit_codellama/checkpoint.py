@@ -260,3 +260,25 @@ def save_model(model: Llama, path: str | Path, hf_format: bool = False) -> None:
     else:
         model.config.save(path / OUR_CONFIG)
         save_file(state, path / OUR_WEIGHTS, metadata={"format": "pt"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_codellama convert",
+        description="Convert any checkpoint this project loads (HF dir, our dir, Lightning .ckpt, DeepSpeed dir) "
+        "to our format or to a Hugging Face directory that opens with transformers.",
+    )
+    parser.add_argument("source", type=Path, help="checkpoint to read")
+    parser.add_argument("out", type=Path, help="directory to write")
+    parser.add_argument("--to", choices=("ours", "hf"), default="ours", help="output format (default: ours)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="cast the weights")
+    args = parser.parse_args(argv)
+    model = load_model(args.source, dtype=getattr(torch, args.dtype) if args.dtype else None)
+    save_model(model, args.out, hf_format=args.to == "hf")
+    tokenizer = args.source / "tokenizer.model" if args.source.is_dir() else args.source.parent / "tokenizer.model"
+    if tokenizer.is_file():
+        (args.out / "tokenizer.model").write_bytes(tokenizer.read_bytes())
+    print(f"wrote {args.out} ({model.num_params():,} parameters, {args.to} format)")
+    return 0

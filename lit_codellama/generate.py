@@ -1,0 +1,198 @@
+"""Batched generation with the KV cache: greedy or temperature/top-p sampling, stop ids and stop strings, infilling."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from lit_codellama.fim import infilling_prompt
+from lit_codellama.model import Llama
+from lit_codellama.tokenizer import Tokenizer
+
+
+def sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Next token ids (B,) from last-position logits (B, vocab)."""
+    if temperature == 0.0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside_nucleus = sorted_probs.cumsum(dim=-1) - sorted_probs > top_p  # keeps the token that crosses top_p
+        sorted_probs[outside_nucleus] = 0.0
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+
+
+def _left_padded(prompts: Sequence[Sequence[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (B, L) padded on the left, and each row's number of padding tokens (B,)."""
+    length = max(len(p) for p in prompts)
+    idx = torch.zeros(len(prompts), length, dtype=torch.long, device=device)
+    for row, prompt in enumerate(prompts):
+        idx[row, length - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+    pad = torch.tensor([length - len(p) for p in prompts], device=device)
+    return idx, pad
+
+
+@torch.inference_mode()
+def generate(
+    model: Llama,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop_ids: Sequence[int] = (),
+    should_stop: Callable[[list[int]], bool] | None = None,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """New tokens for each prompt (prompts may differ in length: they are left-padded into one batch).
+
+    A sequence ends at a token in `stop_ids` (not returned) or when `should_stop(new_tokens)` is true.
+    """
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("generate needs at least one prompt and every prompt needs at least one token (e.g. BOS)")
+    device = model.output.weight.device
+    idx, pad = _left_padded(prompts, device)
+    B, L = idx.shape
+    max_len = L + max_new_tokens
+    key_is_real = torch.arange(max_len, device=device)[None, :] >= pad[:, None]  # (B, S): False on left padding
+    model.setup_kv_cache(B, max_len)
+    try:
+        causal = torch.ones(L, L, dtype=torch.bool, device=device).tril()
+        # Padding queries attend to themselves so that no softmax row is empty (an empty row would be NaN).
+        mask = (causal & key_is_real[:, None, None, :L]) | torch.eye(L, dtype=torch.bool, device=device)
+        positions = (torch.arange(L, device=device)[None, :] - pad[:, None]).clamp(min=0)
+        logits = model(idx, input_pos=torch.arange(L, device=device), positions=positions, mask=mask)[:, -1]
+        new_tokens: list[list[int]] = [[] for _ in range(B)]
+        running = [True] * B
+        for step in range(max_new_tokens):
+            next_ids = sample(logits, temperature, top_p, generator)
+            for row, token in enumerate(next_ids.tolist()):
+                if not running[row]:
+                    continue
+                if token in stop_ids:
+                    running[row] = False
+                    continue
+                new_tokens[row].append(token)
+                if should_stop is not None and should_stop(new_tokens[row]):
+                    running[row] = False
+            if not any(running) or step == max_new_tokens - 1:
+                break
+            pos = L + step
+            logits = model(
+                next_ids[:, None],
+                input_pos=torch.tensor([pos], device=device),
+                positions=(pos - pad)[:, None],
+                mask=key_is_real[:, None, None, : pos + 1],
+            )[:, -1]
+        return new_tokens
+    finally:
+        model.clear_kv_cache()
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def _batches(items: Sequence, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def complete(
+    model: Llama,
+    tok: Tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop: Sequence[str] = (),
+    batch_size: int = 8,
+    generator: torch.Generator | None = None,
+) -> list[str]:
+    """Left-to-right completions of text prompts, cut at the first stop string."""
+
+    def hit_stop(tokens: list[int]) -> bool:
+        return bool(stop) and any(s in tok.decode(tokens) for s in stop)
+
+    completions = []
+    for batch in _batches(prompts, batch_size):
+        encoded = [tok.encode(p, bos=True) for p in batch]
+        outputs = generate(model, encoded, max_new_tokens, temperature, top_p, (tok.eos_id,), hit_stop, generator)
+        completions += [truncate_at_stop(tok.decode(o), stop) for o in outputs]
+    return completions
+
+
+def infill(
+    model: Llama,
+    tok: Tokenizer,
+    prefixes: Sequence[str],
+    suffixes: Sequence[str],
+    suffix_first: bool = False,
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    batch_size: int = 8,
+    generator: torch.Generator | None = None,
+) -> list[str]:
+    """The middle between each prefix and suffix (PSM, or SPM with `suffix_first`), generated until EOT."""
+    if len(prefixes) != len(suffixes):
+        raise ValueError(f"got {len(prefixes)} prefixes but {len(suffixes)} suffixes")
+    pairs = list(zip(prefixes, suffixes))
+    middles = []
+    for batch in _batches(pairs, batch_size):
+        encoded = [infilling_prompt(tok, prefix, suffix, suffix_first=suffix_first) for prefix, suffix in batch]
+        outputs = generate(model, encoded, max_new_tokens, temperature, top_p, (tok.eot_id, tok.eos_id), None, generator)
+        middles += [tok.decode_infilling(o) for o in outputs]
+    return middles
+
+
+def find_tokenizer(checkpoint: Path) -> Path:
+    """The `tokenizer.model` saved beside a checkpoint (in its directory or a parent run directory)."""
+    start = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    for directory in (start, *start.parents)[:4]:
+        if (directory / "tokenizer.model").is_file():
+            return directory / "tokenizer.model"
+    raise FileNotFoundError(f"no tokenizer.model found beside {checkpoint}; pass --tokenizer PATH")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_codellama generate",
+        description="Generate from a checkpoint: a left-to-right completion of --prompt, or the middle between --prefix and --suffix.",
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help="HF directory, our model directory, or a Lightning .ckpt")
+    parser.add_argument("--tokenizer", type=Path, help="sentencepiece model (default: tokenizer.model beside the checkpoint)")
+    parser.add_argument("--prompt", help="text to continue")
+    parser.add_argument("--prefix", help="code before the hole (infilling)")
+    parser.add_argument("--suffix", help="code after the hole (infilling)")
+    parser.add_argument("--spm", action="store_true", help="suffix-prefix-middle prompt order for infilling")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 means greedy")
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if (args.prompt is None) == (args.prefix is None and args.suffix is None):
+        parser.error("give either --prompt, or --prefix and/or --suffix")
+
+    model = Llama.from_pretrained(args.checkpoint).eval()
+    tok = Tokenizer(args.tokenizer or find_tokenizer(args.checkpoint))
+    generator = torch.Generator(device=model.output.weight.device).manual_seed(args.seed)
+    sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, generator=generator)
+    if args.prompt is not None:
+        [text] = complete(model, tok, [args.prompt], stop=args.stop, **sampling)
+        print(args.prompt + text)
+    else:
+        prefix, suffix = args.prefix or "", args.suffix or ""
+        [middle] = infill(model, tok, [prefix], [suffix], suffix_first=args.spm, **sampling)
+        print(prefix + middle + suffix)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

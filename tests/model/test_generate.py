@@ -1,0 +1,86 @@
+import pytest
+import torch
+from transformers import LlamaForCausalLM
+
+from lit_codellama import Llama, ModelConfig
+from lit_codellama.fim import infilling_prompt
+from lit_codellama.generate import complete, generate, infill, main, truncate_at_stop
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    torch.manual_seed(0)
+    return Llama(ModelConfig.from_name("cl-1m", vocab_size=tokenizer.vocab_size)).eval()
+
+
+def greedy_without_cache(model, prompt, n):
+    ids = torch.tensor([prompt])
+    for _ in range(n):
+        with torch.no_grad():
+            ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return ids[0, len(prompt) :].tolist()
+
+
+def test_cached_greedy_decoding_equals_full_recomputation(model):
+    prompt = [1, 17, 42, 99, 7]
+    assert generate(model, [prompt], max_new_tokens=12) == [greedy_without_cache(model, prompt, 12)]
+
+
+def test_left_padded_batch_equals_one_prompt_at_a_time(model):
+    prompts = [[1, 5, 6, 7, 8, 9, 10, 11], [1, 300], [1, 40, 41, 42]]
+    batched = generate(model, prompts, max_new_tokens=10)
+    assert batched == [generate(model, [p], max_new_tokens=10)[0] for p in prompts]
+
+
+def test_generation_stops_at_a_stop_id_and_excludes_it(model):
+    prompt = [1, 17, 42]
+    free = generate(model, [prompt], max_new_tokens=8)[0]
+    stopped = generate(model, [prompt], max_new_tokens=8, stop_ids=(free[3],))[0]
+    assert stopped == free[: free.index(free[3])]
+
+
+def test_sampling_is_seeded_and_top_p_zero_is_greedy(model):
+    prompt = [[1, 17, 42]]
+    a = generate(model, prompt, 10, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    b = generate(model, prompt, 10, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    assert a == b
+    nucleus_of_one = generate(model, prompt, 10, temperature=1.0, top_p=1e-9, generator=torch.Generator().manual_seed(4))
+    assert nucleus_of_one == generate(model, prompt, 10)
+
+
+def test_greedy_generation_equals_transformers_generate(tmp_path, model):
+    model.save_pretrained(tmp_path, hf_format=True)
+    hf = LlamaForCausalLM.from_pretrained(tmp_path).eval()
+    prompt = [1, 200, 201, 202, 203]
+    ours = generate(model, [prompt], max_new_tokens=16)[0]
+    with torch.no_grad():
+        theirs = hf.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert ours == theirs[0, len(prompt) :].tolist()
+
+
+def test_complete_cuts_at_the_first_stop_string(model, tokenizer):
+    [free] = complete(model, tokenizer, ["def f(x):"], max_new_tokens=20)
+    assert free, "an untrained model still produces text"
+    stop = free[len(free) // 2 : len(free) // 2 + 2]
+    [cut] = complete(model, tokenizer, ["def f(x):"], max_new_tokens=20, stop=[stop])
+    assert cut == truncate_at_stop(free, [stop]) and stop not in cut
+
+
+def test_infill_decodes_the_middle_generated_after_the_infilling_prompt(model, tokenizer):
+    prefix, suffix = "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n"
+    for spm in (False, True):
+        prompt = infilling_prompt(tokenizer, prefix, suffix, suffix_first=spm)
+        tokens = generate(model, [prompt], 12, stop_ids=(tokenizer.eot_id, tokenizer.eos_id))[0]
+        assert infill(model, tokenizer, [prefix], [suffix], suffix_first=spm, max_new_tokens=12) == [
+            tokenizer.decode_infilling(tokens)
+        ]
+
+
+def test_generate_cli_prints_prompt_and_completion(tmp_path, model, tokenizer_path, capsys):
+    model.save_pretrained(tmp_path)
+    (tmp_path / "tokenizer.model").write_bytes(tokenizer_path.read_bytes())
+    assert main(["--checkpoint", str(tmp_path), "--prompt", "import os\n", "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("import os\n")
+    assert main(["--checkpoint", str(tmp_path), "--prefix", "x = ", "--suffix", "\n", "--max-new-tokens", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("x = ") and out.endswith("\n\n")
