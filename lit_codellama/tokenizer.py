@@ -42,7 +42,9 @@ class Tokenizer:
         try:
             self.processor = spm.SentencePieceProcessor(model_file=str(self.path))
         except (OSError, RuntimeError) as e:
-            raise TokenizerError(f"{self.path} is not a readable sentencepiece model ({e}); re-download or retrain it") from e
+            raise TokenizerError(
+                f"{self.path} is not a readable sentencepiece model ({e}); re-download or retrain it"
+            ) from e
         self.vocab_size = self.processor.vocab_size()
         self.bos_id = self.processor.bos_id()
         self.eos_id = self.processor.eos_id()
@@ -56,7 +58,7 @@ class Tokenizer:
         """Text of `ids`; control ids (BOS/EOS) decode to "" and the infilling pieces to their text."""
         ids = [int(i) for i in ids]
         if ids and not 0 <= min(ids) <= max(ids) < self.vocab_size:
-            raise ValueError(f"token ids must lie in [0, {self.vocab_size}) for {self.path}, got {min(ids)}..{max(ids)}")
+            raise ValueError(f"ids must lie in [0, {self.vocab_size}) for {self.path}, got {min(ids)}..{max(ids)}")
         return self.processor.decode(ids)
 
     def encode_infilling(self, text: str) -> list[int]:
@@ -116,7 +118,8 @@ class Tokenizer:
         """UTF-8 bytes of text each id stands for: 0 for control, unknown and infilling ids, 1 for byte pieces.
 
         For bits-per-byte. A piece's "▁" counts as the space it stands for, so the implicit leading space of each
-        `encode` call adds one byte; count bytes from the text itself where that matters.
+        `encode` call adds one byte, and an infilling piece's text inside a document (" <PRE>") counts as none;
+        count bytes from the text itself where that matters.
         """
         special = {self._piece_id(p) for p in (PREFIX, SUFFIX, MIDDLE, EOT)}
         return [self._byte_length(i, special) for i in range(self.vocab_size)]

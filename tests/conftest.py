@@ -10,10 +10,15 @@ CORPUS = ("argparse.py", "ast.py", "dataclasses.py", "functools.py", "textwrap.p
 
 
 @pytest.fixture(scope="session")
-def tokenizer_path(tmp_path_factory) -> Path:
-    """A 1024-piece BPE model with Code Llama's infilling pieces, trained on a few stdlib modules (< 1 s)."""
-    texts = ((STDLIB / name).read_text(encoding="utf-8") for name in CORPUS)
-    return train_tokenizer(texts, tmp_path_factory.mktemp("tokenizer") / "stdlib", vocab_size=1024)
+def stdlib_texts() -> list[str]:
+    """A small, always-present code corpus: a few modules of the running Python's standard library."""
+    return [(STDLIB / name).read_text(encoding="utf-8") for name in CORPUS]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_path(tmp_path_factory, stdlib_texts) -> Path:
+    """A 1024-piece BPE model with Code Llama's infilling pieces, trained on `stdlib_texts` (< 1 s)."""
+    return train_tokenizer(stdlib_texts, tmp_path_factory.mktemp("tokenizer") / "stdlib", vocab_size=1024)
 
 
 @pytest.fixture(scope="session")
