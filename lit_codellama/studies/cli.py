@@ -1,0 +1,85 @@
+"""Command line of a study: `python ablations/<study>.py [--preset P] [--seeds N] [--out DIR] [--dry-run]`.
+
+`python -m lit_codellama study <name|path.py> ...` runs a study script's `STUDY` the same way (`main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+from lit_codellama.errors import ConfigError, LitCodeLlamaError
+from lit_codellama.studies.runner import REPO_ROOT, Plan, describe, execute
+from lit_codellama.studies.study import Study
+
+
+def run_cli(study: Study, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Parse the study options and run it; a user mistake ends with one clear message and exit status 2."""
+    args = _parser(study, prog).parse_args(argv)
+    try:
+        plan = Plan.make(study, args.preset, args.seeds, args.out)
+        if args.dry_run:
+            print(describe(plan))
+        else:
+            execute(plan)
+    except LitCodeLlamaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`study <name or path to a study script> [options]`: the script's `STUDY` with `run_cli`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        scripts = sorted(p.stem for p in (REPO_ROOT / "ablations").glob("*.py"))
+        print("usage: python -m lit_codellama study <name|path.py> [--preset P] [--seeds N] [--out DIR] [--dry-run]\n\n"
+              f"studies in {REPO_ROOT / 'ablations'}: {', '.join(scripts)}\n"
+              "Run `python -m lit_codellama study <name> --help` for a study's presets.")
+        return 0
+    try:
+        study = load_study(argv[0])
+    except LitCodeLlamaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return run_cli(study, argv[1:], prog=f"python -m lit_codellama study {argv[0]}")
+
+
+def load_study(name_or_path: str) -> Study:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = REPO_ROOT / "ablations" / f"{name_or_path}.py"
+    if not path.is_file():
+        raise ConfigError(f"no study script {path}; pass a name from {REPO_ROOT / 'ablations'} or a path to a .py file")
+    spec = importlib.util.spec_from_file_location(f"_study_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    study = getattr(module, "STUDY", None)
+    if not isinstance(study, Study):
+        raise ConfigError(f"{path} defines no `STUDY = Study(...)`")
+    return study
+
+
+def _parser(study: Study, prog: str | None) -> argparse.ArgumentParser:
+    presets = "\n".join(
+        f"  {name}{' (default)' if name == study.default_preset else ''}: {preset.seeds} seed(s), "
+        f"{len(preset.arms)} arms. {' '.join(preset.notes.split())}"
+        for name, preset in study.presets.items()
+    )
+    parser = argparse.ArgumentParser(
+        prog=prog or f"python ablations/{study.name}.py",
+        description=f"Study {study.name!r}: {study.question}",
+        epilog=f"presets:\n{presets}\n\nFinished runs are skipped, so an interrupted study resumes where it stopped.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--preset", choices=list(study.presets), default=study.default_preset,
+                        help="scale of the study (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="seeds per arm, 0..N-1 (default: the preset's); the summary gives mean and 95%% interval")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help=f"results directory (default: ablations/results/{study.name})")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print every run's resolved definition and exit without training")
+    return parser

@@ -1,0 +1,245 @@
+"""Run a study: train and evaluate every arm x seed with the library's own code, resumably.
+
+Layout of a study's results directory (default `ablations/results/<study>/`):
+
+    study.json                     what ran: preset, seeds, arms (labels, order), evaluations, machine, wall time
+    runs.csv                       tidy: one row per arm x seed x metric (x coordinates such as mode or length)
+    summary.csv                    per arm x metric: n seeds, mean, 95% t-interval (low, high)
+    runs/<arm>/seed=<s>/
+        arm.yaml                   the run's definition (training config before resolution, parent, RoPE change)
+        config.yaml, run.json      the resolved training config and run metadata (written by the training CLI)
+        metrics.csv, events.*      training logs (CSV and TensorBoard)
+        model/                     final weights; checkpoints/ the Lightning checkpoints
+        eval/                      per-sample evaluation outputs
+        metrics.json               the run's measurements; its presence marks the run finished
+        run.log                    log records of the run
+
+A finished run is skipped when the study is run again; an interrupted one resumes training from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from lit_codellama.errors import ConfigError
+from lit_codellama.studies.stats import RUN_COLUMNS, format_summary, summarize
+from lit_codellama.studies.study import Arm, Preset, Run, Study, set_dotted
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a study run needs, resolved before anything trains: `Plan.make(...)` then `execute(plan)`."""
+
+    study: Study
+    preset_name: str
+    preset: Preset
+    runs: list[Run]
+    out: Path
+
+    @classmethod
+    def make(cls, study: Study, preset: str | None = None, seeds: int | None = None, out: str | Path | None = None):
+        preset = preset or study.default_preset
+        out = Path(out) if out is not None else REPO_ROOT / "ablations" / "results" / study.name
+        return cls(study, preset, study.preset(preset), study.runs(preset, seeds), out)
+
+    def run_dir(self, run: Run) -> Path:
+        return self.out / "runs" / run.key
+
+    def definition(self, run: Run) -> dict[str, Any]:
+        """What `arm.yaml` records, free of paths: a finished run is reused only if its definition is unchanged."""
+        arm = self.preset.arms[run.arm]
+        definition = {"study": self.study.name, "preset": self.preset_name, "arm": run.arm, "seed": run.seed,
+                      "init_from": None if arm.init_from is None else Run(arm.init_from, run.seed).key,
+                      "rope": dict(arm.rope) if arm.rope else None}
+        if arm.train:
+            config = self.preset.base_config(REPO_ROOT)
+            set_dotted(config, "seed_everything", run.seed)
+            set_dotted(config, "data.seed", run.seed)
+            for key, value in arm.overrides.items():
+                set_dotted(config, key, value)
+            definition["train"] = config
+        return definition
+
+    def train_config(self, run: Run) -> dict[str, Any]:
+        """The run's training config with its directory and starting weights filled in."""
+        config = self.definition(run)["train"]
+        init_from = self.preset.arms[run.arm].init_from
+        if init_from is not None:
+            set_dotted(config, "model.init_checkpoint", str(self.model_dir(Run(init_from, run.seed)).resolve()))
+        set_dotted(config, "trainer.default_root_dir", str(self.run_dir(run).resolve()))
+        return config
+
+    def model_dir(self, run: Run) -> Path:
+        """The weights a run evaluates: its own final weights, or (not training) those of the arm it starts from."""
+        arm = self.preset.arms[run.arm]
+        if not arm.train:
+            return self.model_dir(Run(arm.init_from, run.seed))
+        return self.run_dir(run) / "model"
+
+    def data_config(self, run: Run) -> dict[str, Any]:
+        arm = self.preset.arms[run.arm]
+        source = run if arm.train else Run(arm.init_from, run.seed)
+        return self.definition(source)["train"].get("data", {})
+
+
+def execute(plan: Plan, train_fn: Callable[..., Path] | None = None) -> pd.DataFrame:
+    """Train and evaluate every pending run, then write and print the tidy table and its summary.
+
+    `train_fn(config, run_dir=...)` defaults to `lit_codellama.training.cli.train`, the `fit` command's code path.
+    """
+    if train_fn is None:
+        from lit_codellama.training.cli import train as train_fn
+    start = time.monotonic()
+    plan.out.mkdir(parents=True, exist_ok=True)
+    pending = pending_runs(plan)
+    print(f"{plan.study.name} ({plan.preset_name}): {len(plan.runs)} runs, {len(pending)} to do, results in {plan.out}")
+    for i, run in enumerate(pending, 1):
+        print(f"[{i}/{len(pending)}] {run.key}", flush=True)
+        execute_run(plan, run, train_fn)
+    table = collect(plan)
+    summary = summarize(table)
+    table.to_csv(plan.out / "runs.csv", index=False)
+    summary.to_csv(plan.out / "summary.csv", index=False)
+    _write_study_json(plan, wall_s=time.monotonic() - start, ran=len(pending))
+    print(f"\n{plan.study.question}\n")
+    print(format_summary(summary, list(plan.preset.arms)))
+    print(f"\n(mean ± half-width of the 95% t-interval over {table['seed'].nunique()} seed(s); "
+          f"{time.monotonic() - start:.0f} s; tidy table: {plan.out / 'runs.csv'})")
+    return table
+
+
+def pending_runs(plan: Plan) -> list[Run]:
+    """Runs without `metrics.json`. A finished run whose definition changed is an error, not silently reused."""
+    pending = []
+    for run in plan.runs:
+        run_dir = plan.run_dir(run)
+        if not (run_dir / "metrics.json").is_file():
+            pending.append(run)
+            continue
+        saved = yaml.safe_load((run_dir / "arm.yaml").read_text()) if (run_dir / "arm.yaml").is_file() else None
+        if saved != _yaml_roundtrip(plan.definition(run)):
+            raise ConfigError(
+                f"{run_dir} holds a finished run of a different definition (another preset, or the study changed); "
+                f"compare {run_dir / 'arm.yaml'} with `--dry-run`, then pass a fresh --out or delete that directory"
+            )
+    return pending
+
+
+def execute_run(plan: Plan, run: Run, train_fn: Callable[..., Path]) -> None:
+    from lit_codellama.studies.evaluations import evaluate
+
+    run_dir = plan.run_dir(run)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    definition = plan.definition(run)
+    (run_dir / "arm.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    arm: Arm = plan.preset.arms[run.arm]
+    timings: dict[str, float] = {}
+    with _log_to(run_dir / "run.log"):
+        if arm.train and not (plan.model_dir(run) / "model.safetensors").is_file():
+            start = time.monotonic()
+            train_fn(plan.train_config(run), run_dir=run_dir)
+            timings["train_s"] = time.monotonic() - start
+        measurements, eval_timings = evaluate(
+            plan.model_dir(run), arm.rope, plan.data_config(run), plan.preset.evaluations, run_dir / "eval"
+        )
+    result = {"arm": run.arm, "seed": run.seed, "measurements": measurements, "timings": {**timings, **eval_timings}}
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(run_dir / "metrics.json")  # atomic: a crash never leaves a half-written "finished" marker
+
+
+def collect(plan: Plan) -> pd.DataFrame:
+    """The tidy table of every run in the plan: study, preset, arm, seed, metric, coordinates..., value."""
+    rows = []
+    for run in plan.runs:
+        result = json.loads((plan.run_dir(run) / "metrics.json").read_text())
+        for m in result["measurements"]:
+            rows.append({"study": plan.study.name, "preset": plan.preset_name, "arm": run.arm, "seed": run.seed, **m})
+    table = pd.DataFrame(rows)
+    coords = sorted(c for c in table.columns if c not in (*RUN_COLUMNS, "metric", "value"))
+    return table[[*RUN_COLUMNS, "metric", *coords, "value"]]
+
+
+def describe(plan: Plan) -> str:
+    """The plan in words and YAML: what `--dry-run` prints."""
+    lines = [f"study {plan.study.name}, preset {plan.preset_name}: {len(plan.runs)} runs -> {plan.out}",
+             plan.preset.notes.strip(), "", "evaluations:", yaml.safe_dump(_plain(plan.preset.evaluations)).rstrip()]
+    for run in plan.runs:
+        lines += ["", f"--- {run.key}", yaml.safe_dump(_plain(plan.definition(run)), sort_keys=False).rstrip()]
+    return "\n".join(lines)
+
+
+def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
+    arms = {name: {"label": arm.label or name, "init_from": arm.init_from, "train": arm.train,
+                   "overrides": dict(arm.overrides), "rope": dict(arm.rope) if arm.rope else None}
+            for name, arm in plan.preset.arms.items()}
+    info = {
+        "study": plan.study.name,
+        "question": plan.study.question,
+        "preset": plan.preset_name,
+        "notes": plan.preset.notes,
+        "seeds": sorted({run.seed for run in plan.runs}),
+        "arms": arms,
+        "evaluations": _plain(plan.preset.evaluations),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": round(wall_s, 1),
+        "runs_executed": ran,
+        "machine": {"host": platform.node(), "processor": platform.processor() or platform.machine(),
+                    "cpus": _cpu_count(), "python": platform.python_version()},
+    }
+    (plan.out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _cpu_count() -> int | None:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and tuples as plain dicts and lists, so YAML and JSON dumps read naturally."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _yaml_roundtrip(value: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(_plain(value)))
+
+
+@contextmanager
+def _log_to(path: Path):
+    """Copy every log record and warning emitted during a run into `path` (Lightning's loggers do not propagate)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("", "lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        handler.close()

@@ -1,0 +1,143 @@
+"""A study is data: arms (name -> training-config overrides), presets (scale), and the evaluations to run.
+
+    Study("fim_rate", question, presets={"tiny": Preset(...), "small": Preset(...), "paper": Preset(...)})
+
+A preset holds the base training config (the content of a `configs/train/*.yaml`, or its path), the arms, the
+evaluations with their settings, and the default number of seeds. `Study.runs` expands arms x seeds into runs in an
+order where every arm comes after the arm it starts from (`Arm.init_from`).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lit_codellama.errors import ConfigError
+
+PRESET_NAMES = ("tiny", "small", "paper")
+_ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")  # it becomes a directory name
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One condition of a study.
+
+    overrides: dotted keys into the training config, e.g. `{"data.fim_rate": 0.5}` or
+        `{"model.model_config.rope_theta": 1e6}`.
+    init_from: another arm whose final weights (same seed) this arm starts from, e.g. long-context fine-tuning
+        from a pretrained arm; the runner sets `model.init_checkpoint`.
+    train: False evaluates `init_from`'s weights as they are (with `rope` applied), without training.
+    rope: RoPE settings changed at evaluation time, `Llama.set_rope(**rope)`, e.g. `{"theta": 1e6}`.
+    label: how figures and tables name the arm (default: its name).
+    """
+
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    train: bool = True
+    rope: Mapping[str, float] | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A study at one scale.
+
+    train: the base training config (LightningCLI layout: `model`, `data`, `trainer`, ...) or a YAML path relative
+        to the repository root. evaluations: evaluation name (see `studies.evaluations.EVALUATIONS`) -> settings.
+    notes: why these sizes (model, steps, subsets) and what the preset costs.
+    """
+
+    train: Mapping[str, Any] | str
+    arms: Mapping[str, Arm]
+    evaluations: Mapping[str, Mapping[str, Any]]
+    seeds: int = 3
+    notes: str = ""
+
+    def base_config(self, root: Path) -> dict[str, Any]:
+        if isinstance(self.train, Mapping):
+            return copy.deepcopy(dict(self.train))
+        path = root / self.train
+        if not path.is_file():
+            raise ConfigError(f"preset training config {path} does not exist")
+        return yaml.safe_load(path.read_text())
+
+
+@dataclass(frozen=True)
+class Run:
+    arm: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """The run's directory, relative to the study's `runs/`."""
+        return f"{self.arm}/seed={self.seed}"
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    question: str  # the paper's claim under test, printed with the results
+    presets: Mapping[str, Preset]
+    default_preset: str = "small"
+
+    def __post_init__(self) -> None:
+        for name, preset in self.presets.items():
+            _check_arms(f"study {self.name!r}, preset {name!r}", preset.arms)
+
+    def preset(self, name: str) -> Preset:
+        if name not in self.presets:
+            raise ConfigError(f"study {self.name!r} has no preset {name!r}; choose from {sorted(self.presets)}")
+        return self.presets[name]
+
+    def runs(self, preset: str, seeds: int | None = None) -> list[Run]:
+        """Arms x seeds (seeds 0..n-1), each arm after the arm it starts from."""
+        p = self.preset(preset)
+        n = p.seeds if seeds is None else seeds
+        if n < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {n}")
+        return [Run(arm, seed) for arm in _dependency_order(p.arms) for seed in range(n)]
+
+
+def _check_arms(where: str, arms: Mapping[str, Arm]) -> None:
+    if not arms:
+        raise ConfigError(f"{where}: no arms")
+    for name, arm in arms.items():
+        if not _ARM_NAME.match(name):
+            raise ConfigError(f"{where}: arm name {name!r} must be a plain directory name (letters, digits, _.=+-)")
+        if arm.init_from is not None and arm.init_from not in arms:
+            raise ConfigError(f"{where}: arm {name!r} starts from unknown arm {arm.init_from!r}; arms: {sorted(arms)}")
+        if not arm.train and arm.init_from is None:
+            raise ConfigError(f"{where}: arm {name!r} does not train, so it needs `init_from` (the weights to evaluate)")
+        if not arm.train and arm.overrides:
+            raise ConfigError(f"{where}: arm {name!r} does not train; its training overrides would be ignored")
+    _dependency_order(arms)  # raises on cycles
+
+
+def _dependency_order(arms: Mapping[str, Arm]) -> list[str]:
+    order: list[str] = []
+    for name in arms:
+        chain = [name]
+        while (parent := arms[chain[-1]].init_from) is not None:
+            if parent in chain:
+                raise ConfigError(f"arms start from each other in a cycle: {' -> '.join([*chain, parent])}")
+            chain.append(parent)
+        order += [arm for arm in reversed(chain) if arm not in order]
+    return order
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """`set_dotted(c, "model.model_config.rope_theta", 1e6)`; creates missing sections."""
+    *path, last = key.split(".")
+    node = config
+    for part in path:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is {child!r}, not a section")
+        node = child
+    node[last] = value

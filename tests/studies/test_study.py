@@ -1,0 +1,119 @@
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from lit_codellama.errors import ConfigError
+from lit_codellama.studies import Arm, Plan, Preset, Run, Study, collect
+from lit_codellama.studies.runner import pending_runs
+from lit_codellama.studies.study import set_dotted
+
+BASE = {"model": {"model_config": {"preset": "cl-1m"}, "lr": 1e-3}, "data": {"seq_len": 64}, "trainer": {"max_steps": 5}}
+
+
+def lcft_study(**arms_overrides) -> Study:
+    arms = {
+        "lcft": Arm({"data.seq_len": 256, "model.model_config.rope_theta": 1e6}, init_from="pretrain"),
+        "pretrain": Arm({"model.model_config.rope_theta": 1e4}),
+        "inference_theta": Arm(init_from="pretrain", train=False, rope={"theta": 1e6}),
+        **arms_overrides,
+    }
+    return Study("lcft", "does it work?", {"small": Preset(BASE, arms, evaluations={"val_loss": {}}, seeds=2)})
+
+
+def test_runs_expand_arms_times_seeds_with_parents_first():
+    runs = lcft_study().runs("small")
+    assert len(runs) == 3 * 2
+    assert [r.arm for r in runs].index("pretrain") < [r.arm for r in runs].index("lcft")
+    assert [r.arm for r in runs].index("pretrain") < [r.arm for r in runs].index("inference_theta")
+    assert {r.seed for r in runs} == {0, 1}
+    assert len(lcft_study().runs("small", seeds=5)) == 15
+
+
+def test_arm_overrides_seed_and_parent_weights_reach_the_training_config(tmp_path):
+    plan = Plan.make(lcft_study(), "small", out=tmp_path)
+    config = plan.train_config(Run("lcft", 1))
+    assert config["model"]["model_config"] == {"preset": "cl-1m", "rope_theta": 1e6}
+    assert config["data"] == {"seq_len": 256, "seed": 1}
+    assert config["seed_everything"] == 1
+    assert config["model"]["init_checkpoint"] == str((tmp_path / "runs/pretrain/seed=1/model").resolve())
+    assert config["trainer"]["default_root_dir"] == str((tmp_path / "runs/lcft/seed=1").resolve())
+    assert BASE["data"] == {"seq_len": 64}, "the preset's base config must not be modified"
+
+
+def test_an_evaluation_only_arm_evaluates_its_parents_weights(tmp_path):
+    plan = Plan.make(lcft_study(), "small", out=tmp_path)
+    run = Run("inference_theta", 0)
+    assert plan.model_dir(run) == tmp_path / "runs/pretrain/seed=0/model"
+    assert "train" not in plan.definition(run)
+    assert plan.data_config(run) == {"seq_len": 64, "seed": 0}
+
+
+@pytest.mark.parametrize(
+    "arms, message",
+    [
+        ({"a": Arm(init_from="missing")}, "unknown arm 'missing'"),
+        ({"a": Arm(init_from="b"), "b": Arm(init_from="a")}, "cycle"),
+        ({"a": Arm(train=False)}, "needs `init_from`"),
+        ({"a": Arm(), "b": Arm({"data.seq_len": 8}, init_from="a", train=False)}, "overrides would be ignored"),
+        ({"a/b": Arm()}, "plain directory name"),
+    ],
+)
+def test_inconsistent_arms_are_rejected_when_the_study_is_declared(arms, message):
+    with pytest.raises(ConfigError, match=message):
+        Study("bad", "?", {"small": Preset(BASE, arms, evaluations={})})
+
+
+def test_unknown_preset_names_the_available_ones():
+    with pytest.raises(ConfigError, match=r"no preset 'huge'.*\['small'\]"):
+        lcft_study().runs("huge")
+
+
+def test_set_dotted_creates_sections_and_refuses_to_descend_into_a_value():
+    config = {"model": {"model_config": "cl-1m"}}
+    set_dotted(config, "trainer.max_steps", 3)
+    assert config["trainer"] == {"max_steps": 3}
+    with pytest.raises(ConfigError, match="'model_config' is 'cl-1m', not a section"):
+        set_dotted(config, "model.model_config.rope_theta", 1e6)
+
+
+def finish(plan: Plan, run: Run, measurements: list[dict]) -> None:
+    """What `execute_run` leaves behind for a finished run."""
+    run_dir = plan.run_dir(run)
+    run_dir.mkdir(parents=True)
+    (run_dir / "arm.yaml").write_text(yaml.safe_dump(plan.definition(run), sort_keys=False))
+    (run_dir / "metrics.json").write_text(json.dumps({"measurements": measurements}))
+
+
+def test_finished_runs_are_skipped_and_the_rest_stay_pending(tmp_path):
+    plan = Plan.make(lcft_study(), "small", out=tmp_path)
+    finish(plan, Run("pretrain", 0), [{"metric": "val_loss", "value": 2.0}])
+    (plan.run_dir(Run("pretrain", 1))).mkdir(parents=True)  # interrupted: no metrics.json
+    pending = pending_runs(plan)
+    assert Run("pretrain", 0) not in pending
+    assert Run("pretrain", 1) in pending and len(pending) == 5
+
+
+def test_a_finished_run_with_another_definition_is_an_error_not_reused(tmp_path):
+    finish(Plan.make(lcft_study(), "small", out=tmp_path), Run("pretrain", 0), [])
+    changed = lcft_study(pretrain=Arm({"model.model_config.rope_theta": 5e5}))
+    with pytest.raises(ConfigError, match=r"runs/pretrain/seed=0 holds a finished run of a different definition"):
+        pending_runs(Plan.make(changed, "small", out=tmp_path))
+
+
+def test_tidy_table_has_one_row_per_arm_seed_metric_and_coordinate(tmp_path):
+    plan = Plan.make(lcft_study(), "small", out=tmp_path)
+    for run in plan.runs:
+        finish(plan, run, [
+            {"metric": "val_loss", "value": 2.0 + run.seed},
+            *({"metric": "perplexity", "length": n, "value": 10.0 / n} for n in (64, 128, 256)),
+            *({"metric": "middle_loss", "mode": m, "value": 1.0} for m in ("psm", "spm")),
+        ])
+    table = collect(plan)
+    assert list(table.columns) == ["study", "preset", "arm", "seed", "metric", "length", "mode", "value"]
+    assert len(table) == len(plan.runs) * (1 + 3 + 2)
+    assert not table.duplicated(["arm", "seed", "metric", "length", "mode"]).any()
+    assert table.loc[table.metric == "val_loss", "length"].isna().all()
+    assert set(table.loc[table.metric == "perplexity", "length"]) == {64, 128, 256}
+    assert pd.api.types.is_float_dtype(table["value"])
