@@ -1,0 +1,109 @@
+"""How each language's programs are built and run in the sandbox, and a parallel runner with a progress bar."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from lit_codellama.evaluation.sandbox import SYSTEM_PATH, ExecResult, Limits, Sandbox
+
+JAVATUPLES = "/usr/share/java/javatuples.jar"  # MultiPL-E's Java prompts import org.javatuples
+# Build and run share one sandbox, so they share the wall clock; the CPU limit holds for each process (as
+# MultiPL-E's 15 s per step). JIT compilers and GC threads need more threads than Python, and the JVM reserves
+# address space for its heap up front, so its memory is bounded by -Xmx instead of RLIMIT_AS.
+_COMPILED = dict(wall_s=30.0, cpu_s=15, n_proc=256)
+
+
+@dataclass(frozen=True)
+class Language:
+    """A language's source file name, its build-and-run command, and what it needs installed.
+
+    `command` runs in an empty working directory; `{input}` is the read-only directory holding `filename`.
+    `requires` are executables on the system PATH or absolute file paths; `install` says how to get them.
+    """
+
+    name: str
+    filename: str
+    command: tuple[str, ...]
+    requires: tuple[str, ...]
+    install: str
+    limits: Limits = field(default_factory=Limits)
+    failure_markers: tuple[str, ...] = ()
+
+    def missing(self) -> list[str]:
+        """Requirements not found; the sandbox mounts only /usr and /etc, so tools elsewhere count as missing."""
+        def found(requirement: str) -> bool:
+            path = requirement if os.path.isabs(requirement) else shutil.which(requirement, path=SYSTEM_PATH)
+            return path is not None and os.path.exists(path) and os.path.realpath(path).startswith("/usr/")
+        return [r for r in self.requires if not found(r)]
+
+
+def _sh(script: str) -> tuple[str, ...]:
+    return ("/bin/sh", "-c", script)
+
+
+LANGUAGES: dict[str, Language] = {
+    language.name: language
+    for language in (
+        # -S: programs see the standard library only, so results do not depend on what the harness has installed.
+        Language("python", "main.py", (os.path.realpath(sys.executable), "-I", "-S", "{input}/main.py"), (), ""),
+        Language(
+            "cpp", "main.cpp", _sh("g++ -std=c++17 -o main {input}/main.cpp && exec ./main"), ("g++",),
+            "apt-get install -y g++", Limits(**_COMPILED, memory_mb=4096),
+        ),
+        Language(
+            "java", "Problem.java",
+            _sh(f"javac -J-Xmx512m -encoding UTF8 -cp {JAVATUPLES} -d . {{input}}/Problem.java "
+                f"&& exec java -Xmx1g -ea -cp .:{JAVATUPLES} Problem"),
+            ("javac", "java", JAVATUPLES), "apt-get install -y default-jdk-headless libjavatuples-java",
+            Limits(**_COMPILED, memory_mb=None),
+        ),
+        Language("php", "main.php", ("php", "{input}/main.php"), ("php",), "apt-get install -y php-cli",
+                 Limits(memory_mb=4096)),
+        Language(
+            "ts", "main.ts", _sh("tsc --target esnext --outDir . {input}/main.ts && exec node main.js"),
+            ("tsc", "node"), "apt-get install -y node-typescript", Limits(**_COMPILED, memory_mb=4096),
+        ),
+        Language(
+            "cs", "main.cs",
+            _sh("mcs -d:DEBUG -r:System.Numerics.dll -out:main.exe {input}/main.cs "
+                "&& MONO_TRACE_LISTENER=Console.Error exec mono main.exe"),
+            ("mcs", "mono"), "apt-get install -y mono-mcs", Limits(**_COMPILED, memory_mb=4096),
+            failure_markers=("DefaultTraceListener.Fail", "Unhandled Exception"),  # mono exits 0 after Debug.Assert fails
+        ),
+        Language("sh", "main.sh", ("bash", "{input}/main.sh"), ("bash",), "apt-get install -y bash"),
+    )
+}
+
+
+def run_program(sandbox: Sandbox, source: str, language: str = "python", limits: Limits | None = None) -> ExecResult:
+    """Build and run one program; `limits` replaces the language's defaults."""
+    spec = LANGUAGES[language]
+    return sandbox.run(spec.command, {spec.filename: source}, limits or spec.limits, spec.failure_markers)
+
+
+def run_programs(
+    sandbox: Sandbox,
+    sources: Sequence[str],
+    language: str = "python",
+    limits: Limits | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    desc: str = "executing",
+) -> list[ExecResult]:
+    """Run programs in parallel (one sandbox each), in order; `workers` defaults to the number of cores."""
+    if language not in LANGUAGES:
+        raise ValueError(f"unknown language {language!r}; known: {sorted(LANGUAGES)}")
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(sources), desc=desc, disable=not progress) as bar:
+        futures = [pool.submit(run_program, sandbox, source, language, limits) for source in sources]
+        for future in futures:
+            future.add_done_callback(lambda _: bar.update())
+        return [future.result() for future in futures]
+

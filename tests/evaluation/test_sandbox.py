@@ -1,0 +1,239 @@
+"""The sandbox against hostile programs: each test is one way a model-written program could do harm."""
+
+import os
+import socket
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lit_codellama.evaluation.execution import run_program
+from lit_codellama.evaluation.sandbox import WEAK_ENV_VAR, Limits, Sandbox, SandboxUnavailableError
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    return Sandbox()
+
+
+def run(sandbox, source, **limits):
+    return run_program(sandbox, source, limits=Limits(**limits) if limits else None)
+
+
+def host_processes_with(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:  # exited while we looked
+            pass
+    return pids
+
+
+def test_status_is_passed_failed_timeout_or_killed(sandbox):
+    assert run(sandbox, "assert 1 + 1 == 2").status == "passed"
+    failed = run(sandbox, "assert 1 + 1 == 3, 'arithmetic'")
+    assert (failed.status, failed.returncode) == ("failed", 1)
+    assert "AssertionError: arithmetic" in failed.output
+    crashed = run(sandbox, "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    assert (crashed.status, crashed.signal) == ("failed", "SIGSEGV")
+    killed = run(sandbox, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    assert (killed.status, killed.signal) == ("killed", "SIGKILL")
+
+
+def test_cpu_limit_stops_a_busy_loop(sandbox):
+    result = run(sandbox, "while True: pass", cpu_s=1, wall_s=60)
+    assert (result.status, result.signal) == ("timeout", "SIGXCPU")
+
+
+def test_wall_clock_limit_stops_a_sleeping_program(sandbox):
+    result = run(sandbox, "import time; time.sleep(60)", wall_s=0.5)
+    assert result.status == "timeout"
+
+
+def test_address_space_limit(sandbox):
+    result = run(sandbox, "x = bytearray(512 << 20)", memory_mb=256)
+    assert result.status == "failed" and "MemoryError" in result.output
+    assert run(sandbox, "x = bytearray(64 << 20)", memory_mb=256).status == "passed"
+
+
+def test_file_size_limit(sandbox):
+    source = "open('big', 'wb').write(b'x' * (4 << 20))"
+    result = run(sandbox, source, file_mb=1)
+    assert result.status == "failed" and "File too large" in result.output
+
+
+def test_output_flood_is_capped_and_the_harness_keeps_only_the_tail(sandbox):
+    result = run(sandbox, "import sys\nwhile True: sys.stdout.write('y' * 65536)", file_mb=2, output_bytes=1000)
+    assert result.status == "failed"  # the write past the file-size limit fails (EFBIG), the program dies
+    assert len(result.output) <= 1000
+
+
+def test_process_limit_holds_although_the_harness_is_root(sandbox):
+    fork_bomb = (
+        "import os, time\n"
+        "n = 0\n"
+        "try:\n"
+        "    for _ in range(200):\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(5); os._exit(0)\n"
+        "        n += 1\n"
+        "except OSError:\n"
+        "    pass\n"
+        "print('forked', n)\n"
+    )
+    result = run(sandbox, fork_bomb, n_proc=8)
+    assert os.geteuid() != 0 or result.output.strip() == "forked 7"  # 8 processes in all, the program included
+    assert result.output.startswith("forked") and int(result.output.split()[1]) < 8
+
+
+def test_runs_unprivileged_without_capabilities(sandbox):
+    source = (
+        "import os\n"
+        "assert os.getuid() != 0 and os.geteuid() != 0\n"
+        "status = open('/proc/self/status').read()\n"
+        "assert 'CapEff:\\t0000000000000000' in status, status\n"
+        "assert 'NoNewPrivs:\\t1' in status, status\n"
+    )
+    assert run(sandbox, source).status == "passed"
+
+
+def test_working_directory_is_empty_private_and_discarded(sandbox):
+    write = "import os\nassert os.listdir('.') == [], os.listdir('.')\nopen('left-behind', 'w').write('x')"
+    assert run(sandbox, write).status == "passed"
+    assert run(sandbox, write).status == "passed"  # the next program starts empty again
+
+
+def test_filesystem_outside_the_sandbox_is_read_only_or_invisible(sandbox, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host data")
+    source = (
+        "import os, sys\n"
+        f"assert not os.path.exists({str(secret)!r})\n"
+        f"assert not os.path.exists({os.getcwd()!r} + '/pyproject.toml')\n"
+        "assert not os.path.exists('/root/.cache')\n"
+        "for target in ['/etc/evil', '/usr/evil', '/evil', sys.prefix + '/evil', '/input/evil']:\n"
+        "    try:\n"
+        "        open(target, 'w')\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    raise SystemExit('could write ' + target)\n"
+    )
+    result = run(sandbox, source)
+    assert result.status == "passed", result.output
+    assert not Path("/etc/evil").exists() and not Path("/usr/evil").exists()
+
+
+def test_no_network_not_even_loopback(sandbox):
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted = []
+    server.settimeout(3)
+    listener = threading.Thread(target=lambda: accepted.append(_accept(server)))
+    listener.start()
+    source = (
+        "import socket\n"
+        "for address in [('127.0.0.1', %d), ('1.1.1.1', 53)]:\n"
+        "    try:\n"
+        "        socket.create_connection(address, timeout=2)\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    raise SystemExit('connected to %%s' %% (address,))\n"
+    ) % port
+    result = run(sandbox, source)
+    listener.join()
+    server.close()
+    assert result.status == "passed", result.output
+    assert accepted == [None]
+
+
+def _accept(server):
+    try:
+        return server.accept()
+    except OSError:  # timed out: nobody connected
+        return None
+
+
+def test_environment_is_scrubbed(sandbox, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws_secret_value")
+    result = run(sandbox, "import os; print(sorted(os.environ.items()))")
+    assert result.status == "passed"
+    assert "secret_value" not in result.output
+    assert "'PATH'" in result.output
+
+
+def test_processes_that_escape_with_setsid_are_killed_at_the_end(sandbox):
+    marker = f"escapee-{uuid.uuid4().hex}"
+    source = (
+        "import os, signal, time, sys\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"        os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(120)', {marker!r}])\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.5)\n"  # let the grandchild start
+    )
+    assert run(sandbox, source).status == "passed"
+    assert host_processes_with(marker) == []
+
+
+def test_processes_are_killed_when_the_program_times_out(sandbox):
+    marker = f"hung-{uuid.uuid4().hex}"
+    source = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(120)', {marker!r}])\n"
+        "time.sleep(120)\n"
+    )
+    assert run(sandbox, source, wall_s=1).status == "timeout"
+    assert host_processes_with(marker) == []
+
+
+def test_harness_survives_signals_aimed_at_it(sandbox):
+    source = (
+        "import os, signal\n"
+        f"for pid in (os.getppid(), 1, -1, {os.getpid()}):\n"
+        "    try:\n"
+        "        os.kill(pid, signal.SIGKILL)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print('still here')\n"
+    )
+    result = run(sandbox, source)
+    assert result.status == "passed" and "still here" in result.output  # the program could not kill its own init
+    assert run(sandbox, "pass").status == "passed"  # and the harness (this process) is alive
+
+
+def test_refuses_without_isolation_unless_both_flag_and_env_allow_weak_mode(monkeypatch):
+    monkeypatch.delenv(WEAK_ENV_VAR, raising=False)
+    with pytest.raises(SandboxUnavailableError, match="apt-get install -y bubblewrap"):
+        Sandbox(bwrap="/nonexistent/bwrap")
+    with pytest.raises(SandboxUnavailableError, match=WEAK_ENV_VAR):
+        Sandbox(bwrap="/nonexistent/bwrap", allow_weak=True)
+    monkeypatch.setenv(WEAK_ENV_VAR, "1")
+    with pytest.raises(SandboxUnavailableError):
+        Sandbox(bwrap="/nonexistent/bwrap")  # the env var alone is not enough either
+
+
+def test_weak_mode_still_limits_and_kills_its_session(monkeypatch):
+    monkeypatch.setenv(WEAK_ENV_VAR, "1")
+    weak = Sandbox(bwrap="/nonexistent/bwrap", allow_weak=True)
+    assert weak.isolation.mode == "weak"
+    assert run(weak, "import os; assert os.listdir('.') == []").status == "passed"
+    assert run(weak, "assert False").status == "failed"
+    assert run(weak, "while True: pass", cpu_s=1, wall_s=30).status == "timeout"
+    marker = f"weak-{uuid.uuid4().hex}"
+    source = f"import os, sys, time\nif os.fork() == 0:\n    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(120)', {marker!r}])\ntime.sleep(120)\n"
+    assert run(weak, source, wall_s=1).status == "timeout"
+    assert host_processes_with(marker) == []
+
+
+def test_interpreter_is_the_harness_python(sandbox):
+    result = run(sandbox, "import sys; print(sys.version)")
+    assert result.output.strip() == sys.version
