@@ -81,9 +81,10 @@ def forward_hf(model, batch):
 
 def bench_training(ours, hf, args, device) -> dict:
     batch = torch.randint(0, ours.config.vocab_size, (args.batch_size, args.seq_len), device=device)
+    wrap = torch.compile if args.compile else (lambda fn: fn)
     steps = {
-        "ours": train_step_fn(ours, forward_ours, batch, torch.optim.AdamW(ours.parameters(), lr=1e-4)),
-        "transformers": train_step_fn(hf, forward_hf, batch, torch.optim.AdamW(hf.parameters(), lr=1e-4)),
+        "ours": train_step_fn(ours, wrap(forward_ours), batch, torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=device == "cuda")),
+        "transformers": train_step_fn(hf, wrap(forward_hf), batch, torch.optim.AdamW(hf.parameters(), lr=1e-4, fused=device == "cuda")),
     }
     for step in steps.values():  # warm-up (allocator, optimizer state)
         step()
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--gen-batch", type=int, default=1)
     parser.add_argument("--prompt-len", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models' training step forward")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     cuda = args.device == "cuda"
@@ -171,7 +173,7 @@ def main() -> None:
         )
         del ours, hf
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"model_throughput_{args.device}.json"
+    out = args.out / f"model_throughput_{args.device}{'_compiled' if args.compile else ''}.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"saved {out}")
 
