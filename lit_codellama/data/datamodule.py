@@ -1,0 +1,200 @@
+"""`CodeDataModule`: a built corpus as packed, FIM-transformed, resumable training batches.
+
+Batches are `{"input_ids": LongTensor(B, T), "labels": LongTensor(B, T)}` with labels the next tokens. Training
+data is an infinite stream (bound the run with `max_steps`); validation is a fixed set of left-to-right contexts,
+identical for every FIM setting and seed, so the arms of an ablation are scored on the same tokens. Documents go
+to validation by a hash of their content, so the split is stable however the corpus was built or ordered.
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import cached_property
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lit_codellama.data.corpus import Corpus, build_corpus, default_corpus_dir, load_corpus
+from lit_codellama.data.packing import DocumentReader, TrainStream, to_example, validation_contexts
+from lit_codellama.data.recipe import DataError, load_recipe
+from lit_codellama.errors import ConfigError
+from lit_codellama.tokenizer import Tokenizer
+
+
+class CodeDataModule(L.LightningDataModule):
+    """Packed training and validation batches of a corpus built by `lit_codellama.data.build_corpus`.
+
+    Args:
+        data_dir: a built corpus dir; with `recipe`, where that recipe is built (default: a cache dir per recipe).
+        recipe: build this recipe (a name in configs/data/, e.g. "default", or a YAML path) on first use.
+        seq_len: tokens per training sequence.
+        batch_size: sequences per batch and per device.
+        fim_rate: probability that a document (piece) becomes a FIM sample; 0 trains left-to-right only.
+        spm_rate: share of FIM samples in SPM rather than PSM order.
+        fim_level: "document" (the paper: before packing, never cut) or "context" (BigCode: after packing).
+        seed: drives the order of documents per epoch and the FIM draws.
+        num_workers: DataLoader worker processes.
+        val_fraction: share of documents (by content hash) held out for validation.
+        min_doc_tokens: train only on documents at least this long (long-context fine-tuning prefers long files).
+        num_proc: processes for building the corpus (default: all cores).
+
+    The DataModule's `state_dict` (saved in Lightning checkpoints) holds the number of training batches consumed,
+    counted in `on_before_batch_transfer`, so a resumed run continues with exactly the next batch. (A LightningModule
+    that overrides `on_before_batch_transfer` takes the hook over; it must then call this one.)
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        recipe: str | None = None,
+        seq_len: int = 256,
+        batch_size: int = 8,
+        fim_rate: float = 0.0,
+        spm_rate: float = 0.5,
+        fim_level: Literal["document", "context"] = "document",
+        seed: int = 1234,
+        num_workers: int = 0,
+        val_fraction: float = 0.02,
+        min_doc_tokens: int = 0,
+        num_proc: int | None = None,
+    ):
+        super().__init__()
+        checks = {
+            "give data_dir (a built corpus) or recipe (e.g. 'default')": data_dir is not None or recipe is not None,
+            "seq_len must be >= 16": seq_len >= 16,
+            "batch_size must be >= 1": batch_size >= 1,
+            "fim_rate must be in [0, 1]": 0 <= fim_rate <= 1,
+            "spm_rate must be in [0, 1]": 0 <= spm_rate <= 1,
+            "fim_level must be 'document' or 'context'": fim_level in ("document", "context"),
+            "val_fraction must be in [0, 1)": 0 <= val_fraction < 1,
+            "num_workers must be >= 0": num_workers >= 0,
+        }
+        problems = [message for message, ok in checks.items() if not ok]
+        if problems:
+            raise ConfigError("CodeDataModule: " + "; ".join(problems))
+        self.save_hyperparameters()
+        self.data_dir, self.recipe = data_dir, recipe
+        self.seq_len, self.batch_size, self.num_workers = seq_len, batch_size, num_workers
+        self.fim_rate, self.spm_rate, self.fim_level, self.seed = fim_rate, spm_rate, fim_level, seed
+        self.val_fraction, self.min_doc_tokens, self.num_proc = val_fraction, min_doc_tokens, num_proc
+        self.batches_consumed = 0
+        self._loaded_state: dict[str, Any] | None = None
+
+    # -- corpus ---------------------------------------------------------------------------------------------------
+
+    @cached_property
+    def corpus(self) -> Corpus:
+        """The corpus, built from `recipe` first if needed (a cache hit when it was built before)."""
+        if self.recipe is None:
+            return load_corpus(self.data_dir)
+        recipe = load_recipe(self.recipe)
+        return build_corpus(recipe, self.data_dir or default_corpus_dir(recipe), self.num_proc)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.corpus.tokenizer
+
+    def prepare_data(self) -> None:
+        self.corpus  # noqa: B018  (builds on first use; Lightning calls this on one process per node)
+
+    def setup(self, stage: str | None = None) -> None:
+        if hasattr(self, "_train_docs"):
+            return
+        docs = self.corpus.documents
+        sha, lengths = docs["sha256"], docs["num_tokens"]
+        val = [i for i, h in enumerate(sha) if int(h[:8], 16) / 2**32 < self.val_fraction]
+        held_out = set(val)
+        self._train_docs = [i for i, n in enumerate(lengths) if i not in held_out and n >= self.min_doc_tokens]
+        if not self._train_docs:
+            raise DataError(
+                f"corpus {self.corpus.path} has no training documents with val_fraction={self.val_fraction} and "
+                f"min_doc_tokens={self.min_doc_tokens} (it has {len(sha)} documents); lower them or build a larger corpus"
+            )
+        if self.fim_rate > 0 and not self.tokenizer.has_infilling:
+            raise ConfigError(f"CodeDataModule: fim_rate={self.fim_rate} but the tokenizer of {self.corpus.path} has no "
+                              "infilling pieces; use fim_rate=0 or a corpus whose tokenizer has them")
+        self._val_docs = sorted(val, key=lambda i: sha[i])  # an order that does not depend on the build
+        self._reader = DocumentReader(self.corpus.path, self.seq_len, self.seed)
+        self._val = validation_contexts(self._reader, self._val_docs) if val else torch.empty(0, self.seq_len + 1)
+        if self.val_fraction > 0 and len(self._val) == 0:
+            raise DataError(
+                f"corpus {self.corpus.path}: its {len(val)} validation documents (val_fraction={self.val_fraction}) "
+                f"do not fill one sequence of {self.seq_len + 1} tokens; raise val_fraction or lower seq_len"
+            )
+
+    def val_documents(self, min_tokens: int = 0, limit: int | None = None) -> list[str]:
+        """Texts of the validation documents with at least `min_tokens` tokens, in the fixed validation order
+        (the same for every FIM setting and seed), at most `limit` of them."""
+        self.setup()
+        docs = self.corpus.documents
+        long_enough = (i for i in self._val_docs if docs[i]["num_tokens"] >= min_tokens)
+        return [docs[i]["text"] for i in itertools.islice(long_enough, limit)]
+
+    # -- loaders --------------------------------------------------------------------------------------------------
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world_size = self._rank_and_world_size()
+        self._check_resumable(world_size)
+        if self.trainer is not None and self.trainer.max_steps == -1 and self.trainer.max_time is None:
+            raise ConfigError("CodeDataModule streams training data without end; set Trainer(max_steps=...)")
+        stream = TrainStream(
+            self._reader, self._train_docs, fim_rate=self.fim_rate, spm_rate=self.spm_rate, fim_level=self.fim_level,
+            rank=rank, world_size=world_size, batch_size=self.batch_size, start_batch=self.batches_consumed,
+        )
+        self._world_size = world_size
+        return DataLoader(stream, batch_size=self.batch_size, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(_Contexts(self._val), batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def _rank_and_world_size(self) -> tuple[int, int]:
+        if self.trainer is not None:
+            return self.trainer.global_rank, self.trainer.world_size
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    # -- resuming -------------------------------------------------------------------------------------------------
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer is not None and self.trainer.training:
+            self.batches_consumed += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"batches_consumed": self.batches_consumed, **self._layout(getattr(self, "_world_size", None))}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.batches_consumed = state_dict["batches_consumed"]
+        self._loaded_state = state_dict
+
+    def _layout(self, world_size: int | None) -> dict[str, Any]:
+        """What must not change for batch n of a resumed run to be batch n of the original one."""
+        return {"seed": self.seed, "batch_size": self.batch_size, "seq_len": self.seq_len, "world_size": world_size,
+                "num_workers": self.num_workers, "fim_rate": self.fim_rate, "spm_rate": self.spm_rate,
+                "fim_level": self.fim_level, "corpus": self.corpus.report["fingerprint"]}
+
+    def _check_resumable(self, world_size: int) -> None:
+        if self._loaded_state is None:
+            return
+        saved, now = self._loaded_state, self._layout(world_size)
+        changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+        if changed:
+            raise ConfigError(
+                "CodeDataModule: cannot resume the data stream exactly, these settings changed since the checkpoint "
+                f"(saved, now): {changed}; resume with the saved settings"
+            )
+
+
+class _Contexts(Dataset):
+    def __init__(self, contexts: torch.Tensor):
+        self.contexts = contexts
+
+    def __len__(self) -> int:
+        return len(self.contexts)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return to_example(self.contexts[i])
