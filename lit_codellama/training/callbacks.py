@@ -1,0 +1,167 @@
+"""Callbacks that make a run trustworthy: throughput/MFU, a non-finite-loss stop, a SIGTERM checkpoint,
+run metadata (git commit, seed, command), and the final export of the weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from lit_codellama.errors import LitCodeLlamaError
+from lit_codellama.model import Llama
+
+
+class NonFiniteLossError(LitCodeLlamaError, RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def measure_matmul_flops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 0.5) -> float:
+    """Achieved FLOP/s of a square matmul on the CPU: the ceiling MFU is measured against where no datasheet applies."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    iterations, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        a @ b
+        iterations += 1
+    return 2 * n**3 * iterations / elapsed
+
+
+class TokenThroughputMonitor(ThroughputMonitor):
+    """Lightning's `ThroughputMonitor` for `{"input_ids": (B, T)}` batches: tokens/s, FLOP/s and MFU.
+
+    Logged as `train|validate/[device/]items_per_sec` (items are tokens), `.../flops_per_sec` and `.../mfu`.
+    MFU needs the hardware's peak: Lightning knows CUDA datasheets; elsewhere `peak_flops` sets it, or, on CPU,
+    a matmul measured at setup stands in for it. Tokens/s also goes to the progress bar.
+    """
+
+    def __init__(self, peak_flops: float | None = None, window_size: int = 20) -> None:
+        super().__init__(
+            batch_size_fn=lambda batch: batch["input_ids"].size(0),
+            length_fn=lambda batch: batch["input_ids"].numel(),
+            window_size=window_size,
+        )
+        self.peak_flops = peak_flops
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        peak = self.peak_flops
+        if peak is None and self.available_flops is None and trainer.strategy.root_device.type == "cpu":
+            peak = measure_matmul_flops()
+        if peak is not None:
+            self.available_flops = int(peak)
+            for throughput in self._throughputs.values():
+                throughput.available_flops = self.available_flops
+
+    @rank_zero_only  # like the parent's: only rank 0 measures
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, *args)
+        per_device = self._throughputs[trainer.state.stage].compute().get("device/items_per_sec")  # items: tokens
+        if per_device is not None:
+            pl_module.log("tok/s", per_device * trainer.world_size, prog_bar=True, logger=False, rank_zero_only=True)
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Raise before the backward pass of a NaN/inf loss, so neither the weights nor any checkpoint see it."""
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        if not trainer.strategy.reduce_boolean_decision(not torch.isfinite(loss).all().item(), all=False):
+            return
+        last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
+        raise NonFiniteLossError(
+            f"training loss is {loss.item()} (on at least one rank) at step {trainer.global_step}; the run stopped "
+            f"before this step's update. Last good checkpoint: {last}. Lower model.lr, raise warmup_steps, or "
+            "check the data, then resume with `--ckpt_path last`."
+        )
+
+
+class SigtermCheckpoint(L.Callback):
+    """Save `<dirpath>/last.ckpt` when the job is told to stop (SLURM preemption, `kill`); `--ckpt_path last`
+    resumes from it.
+
+    Lightning turns SIGTERM into `SIGTERMException` at the end of the current step, so the state is consistent.
+    Other exceptions (a NaN loss, a bug) save nothing, so the newest checkpoint stays the last good one.
+    """
+
+    def __init__(self, dirpath: str | Path) -> None:
+        self.path = Path(dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            trainer.strategy.remove_checkpoint(self.path)  # it may be a link to a periodic checkpoint (save_last="link")
+            trainer.save_checkpoint(self.path)
+
+
+class RunMetadata(L.Callback):
+    """Writes `run.json` into the run directory: code version, seed, command line, library versions, world size."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        log_dir = trainer.log_dir  # a collective call: every rank must make it
+        if not trainer.is_global_zero or log_dir is None:
+            return
+        metadata = {
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seed": int(os.environ["PL_GLOBAL_SEED"]) if "PL_GLOBAL_SEED" in os.environ else None,
+            **_git_state(),
+            "command": sys.argv,
+            "resumed_from": trainer.ckpt_path,
+            "world_size": trainer.world_size,
+            "num_nodes": trainer.num_nodes,
+            "strategy": type(trainer.strategy).__name__,
+            "precision": trainer.precision,
+            "host": platform.node(),
+            "versions": {pkg: _version(pkg) for pkg in ("torch", "lightning", "deepspeed", "lit_codellama")},
+        }
+        path = Path(log_dir) / "run.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def _git_state() -> dict[str, Any]:
+    source = Path(__file__).resolve().parent
+    try:
+        commit = _git(source, "rev-parse", "HEAD")
+        dirty = bool(_git(source, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}  # an installed wheel: `versions` identifies the code
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except Exception:  # not installed (e.g. deepspeed on a GPU box that trains without it)
+        return None
+
+
+class ExportModel(L.Callback):
+    """At the end of training, save a full checkpoint (`checkpoint`) and the weights alone (`model_dir`:
+    `model_config.yaml` + `model.safetensors`), which evaluation and the next stage's `init_checkpoint` read.
+
+    Going through a full checkpoint works for every strategy: a ZeRO-3 directory is consolidated to fp32 first.
+    """
+
+    def __init__(self, model_dir: str | Path, checkpoint: str | Path) -> None:
+        self.model_dir, self.checkpoint = Path(model_dir), Path(checkpoint)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.checkpoint)
+        if trainer.is_global_zero:
+            Llama.from_pretrained(self.checkpoint).save_pretrained(self.model_dir)
+        trainer.strategy.barrier("export-model")

@@ -1,0 +1,214 @@
+"""`CodeLlamaLM`: the training system around `Llama` — loss, metrics, optimizer, schedule, weight loading."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.fabric.utilities.throughput import measure_flops
+from torchmetrics import Metric
+
+from lit_codellama.checkpoint import check_state_dict, read_checkpoint
+from lit_codellama.config import PRESETS, ModelConfig
+from lit_codellama.errors import CheckpointError
+from lit_codellama.model import Llama
+from lit_codellama.training.optim import cosine_with_warmup, param_groups
+
+IGNORE_INDEX = -100
+
+
+def resolve_model_config(spec: str | dict[str, Any], **overrides: Any) -> ModelConfig:
+    """A preset name, a model-config YAML file, `{preset: name, **overrides}`, or every field as a dict."""
+    if isinstance(spec, str):
+        return ModelConfig.from_name(spec, **overrides) if spec in PRESETS else ModelConfig.from_file(spec, **overrides)
+    spec = dict(spec)
+    if "preset" in spec:
+        return ModelConfig.from_name(spec.pop("preset"), **spec, **overrides)
+    return ModelConfig.from_dict({**spec, **overrides}, source="model.model_config")
+
+
+def next_token_nats(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-position cross-entropy in nats (0 where labels are ignored); float32 whatever the logits' dtype."""
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
+    ).view_as(labels)
+
+
+class LanguageModelingMetrics(Metric):
+    """Token-weighted loss, perplexity and bits per byte, summed across batches and ranks."""
+
+    full_state_update = False
+
+    def __init__(self, byte_lengths: list[int] | None = None) -> None:
+        super().__init__()
+        self.add_state("nats", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("bytes", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        self.register_buffer("byte_lengths", None if byte_lengths is None else torch.tensor(byte_lengths))
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        targets = labels[labels != IGNORE_INDEX]
+        self.nats += next_token_nats(logits, labels).sum(dtype=torch.float64)
+        self.tokens += targets.numel()
+        if self.byte_lengths is not None:
+            self.bytes += self.byte_lengths[targets].sum()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        loss = self.nats / self.tokens
+        metrics = {"loss": loss, "ppl": loss.exp()}
+        if self.byte_lengths is not None:
+            metrics["bpb"] = self.nats / (math.log(2) * self.bytes)
+        return metrics
+
+
+class CodeLlamaLM(L.LightningModule):
+    """Next-token training of a Llama decoder, from scratch or from a base checkpoint.
+
+    Args:
+        model_config: preset name (`cl-10m`, `codellama-7b`, ...), model-config YAML path, `{preset: ..., **overrides}`
+            or a dict of every `ModelConfig` field. Long-context fine-tuning overrides `rope_theta` and `block_size`
+            here; the loaded weights are unaffected, only the positions they see.
+        vocab_size: overrides the config's vocabulary (the CLI links it to the data's tokenizer).
+        init_checkpoint: weights to start from (anything `Llama.from_pretrained` reads); the shapes must match
+            `model_config`. Loaded into partitioned parameters under DeepSpeed ZeRO-3.
+        lr, min_lr_ratio, warmup_steps: peak learning rate, final LR as a fraction of it, linear warm-up steps.
+        decay_steps: where the cosine reaches `lr * min_lr_ratio`; default `trainer.max_steps`.
+        betas, eps, weight_decay: AdamW's; no decay on embeddings and norms (Llama 2's eps and decay).
+        compile: `torch.compile` the model's forward in place (checkpoint keys are unchanged).
+    """
+
+    def __init__(
+        self,
+        model_config: str | dict[str, Any] = "cl-10m",
+        vocab_size: int | None = None,
+        init_checkpoint: str | None = None,
+        lr: float = 3e-4,
+        min_lr_ratio: float = 1 / 30,
+        warmup_steps: int = 1000,
+        decay_steps: int | None = None,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-5,
+        weight_decay: float = 0.1,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        overrides = {} if vocab_size is None else {"vocab_size": vocab_size}
+        self.model_config = resolve_model_config(model_config, **overrides)
+        self.save_hyperparameters()
+        # Checkpoints carry the resolved config, so `Llama.from_pretrained(ckpt)` rebuilds the model without presets.
+        self.hparams.model_config = self.model_config.to_dict()
+        self.model: Llama | None = None
+        self.val_metrics: LanguageModelingMetrics | None = None
+        self._flops: dict[bool, int] = {}
+
+    def configure_model(self) -> None:
+        # Lightning calls this inside `deepspeed.zero.Init` under ZeRO-3, so parameters are born partitioned.
+        if self.model is not None:
+            return
+        self.model = Llama(self.model_config)
+        if self.hparams.init_checkpoint:
+            self._load_weights(Path(self.hparams.init_checkpoint))
+        elif _is_partitioned(self.model):
+            # `Llama.__init__` initialised empty partitions; redo it on gathered parameters (rank 0 broadcasts).
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=0):
+                self.model.init_weights()
+        if self.hparams.compile:
+            self.model.compile()
+
+    def setup(self, stage: str) -> None:
+        tokenizer = getattr(self.trainer.datamodule, "tokenizer", None)
+        self.val_metrics = LanguageModelingMetrics(None if tokenizer is None else tokenizer.byte_lengths)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        labels = batch["labels"]
+        loss = next_token_nats(self(batch["input_ids"]), labels).sum() / (labels != IGNORE_INDEX).sum()
+        self._measure_flops(batch["input_ids"])
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._measure_flops(batch["input_ids"])
+        self.val_metrics.update(self(batch["input_ids"]), batch["labels"])
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.val_metrics.compute()  # already reduced across ranks
+        # Identical on every rank; sync_dist only tells Lightning so (it warns about unsynced epoch-level values).
+        self.log_dict({f"val/{name}": value for name, value in metrics.items()}, prog_bar=True, sync_dist=True)
+        self.val_metrics.reset()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        decay_steps = hp.decay_steps or self.trainer.max_steps
+        if decay_steps <= 0:
+            raise ValueError("the LR schedule needs a length: set trainer.max_steps (or model.decay_steps)")
+        optimizer = torch.optim.AdamW(
+            param_groups(self.model, hp.weight_decay), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps
+        )
+        schedule = partial(
+            cosine_with_warmup, warmup_steps=hp.warmup_steps, decay_steps=decay_steps, min_lr_ratio=hp.min_lr_ratio
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @property
+    def flops_per_batch(self) -> int | None:
+        """Read by `ThroughputMonitor`: forward+backward FLOPs in training, forward only in validation."""
+        return self._flops.get(self.training)
+
+    def _measure_flops(self, input_ids: torch.Tensor) -> None:
+        if self.training in self._flops:
+            return
+        with torch.device("meta"):
+            model, x = Llama(self.model_config), torch.empty_like(input_ids, device="meta")
+        loss_fn = (lambda y: y.sum()) if self.training else None
+        self._flops[self.training] = measure_flops(model, lambda: model(x), loss_fn)
+
+    def _load_weights(self, path: Path) -> None:
+        if not _is_partitioned(self.model):
+            state, _ = read_checkpoint(path)
+            check_state_dict(state, self.model, path)
+            self.model.load_state_dict(state)
+            return
+        # ZeRO-3: only rank 0 reads the checkpoint; each parameter is gathered, filled on rank 0, re-partitioned.
+        import deepspeed
+
+        strategy, state = self.trainer.strategy, None
+        error = None
+        if strategy.is_global_zero:
+            try:
+                state, _ = read_checkpoint(path)
+                check_state_dict(state, _FullShapes(self.model), path)
+            except CheckpointError as e:
+                error = str(e)
+        error = strategy.broadcast(error)
+        if error is not None:
+            raise CheckpointError(error)
+        for name, param in self.model.named_parameters():
+            with deepspeed.zero.GatheredParameters([param], modifier_rank=0):
+                if strategy.is_global_zero:
+                    param.data.copy_(state[name])
+
+
+def _is_partitioned(model: torch.nn.Module) -> bool:
+    return hasattr(next(model.parameters()), "ds_id")
+
+
+class _FullShapes:
+    """The unpartitioned shapes of a ZeRO-3 model, in the form `check_state_dict` compares against."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self._shapes = {name: p.ds_shape for name, p in model.named_parameters()}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: torch.empty(shape, device="meta") for name, shape in self._shapes.items()}
