@@ -23,15 +23,18 @@ from typing import Any
 
 from lit_codellama.data.recipe import DataError
 from lit_codellama.data.sources import load_hub_dataset
+from lit_codellama.instruct.builtin import stdlib_rows
 from lit_codellama.instruct.chat import ChatFormatError, Message, turns
 
 log = logging.getLogger(__name__)
 SHOWN_PROBLEMS = 10
+BUILTIN = {"stdlib": stdlib_rows}
 
 
 @dataclass
 class InstructSource:
-    """Where instruction data comes from: a local JSONL `path`, or a `hub` dataset id (with `name` and `split`).
+    """Where instruction data comes from: a local JSONL `path`, a `hub` dataset id (with `name` and `split`), or a
+    `builtin` set (`stdlib`: the documented functions of this Python's standard library, see `instruct.builtin`).
 
     columns: field renames applied to each row before it is read (source field -> schema field).
     limit: keep the first `limit` valid dialogs (e.g. 15_000 for an Unnatural-style set).
@@ -39,6 +42,7 @@ class InstructSource:
 
     path: str | None = None
     hub: str | None = None
+    builtin: str | None = None
     name: str | None = None
     split: str = "train"
     columns: dict[str, str] = field(default_factory=dict)
@@ -46,12 +50,19 @@ class InstructSource:
     skip_invalid: bool = False
 
     def __post_init__(self) -> None:
-        if (self.path is None) == (self.hub is None):
-            raise DataError(f"instruct source {self}: give exactly one of `path` (a local JSONL file) or `hub` (a dataset id)")
+        if sum(x is not None for x in (self.path, self.hub, self.builtin)) != 1:
+            raise DataError(
+                f"instruct source {self}: give exactly one of `path` (a local JSONL file), `hub` (a dataset id) "
+                f"or `builtin` (one of {sorted(BUILTIN)})"
+            )
+        if self.builtin is not None and self.builtin not in BUILTIN:
+            raise DataError(f"instruct source: unknown builtin set {self.builtin!r}; available: {sorted(BUILTIN)}")
 
     @property
     def where(self) -> str:
-        return self.path if self.path is not None else f"hub dataset {self.hub!r} ({self.name or 'default'}, {self.split})"
+        if self.hub is not None:
+            return f"hub dataset {self.hub!r} ({self.name or 'default'}, {self.split})"
+        return self.path if self.path is not None else f"builtin set {self.builtin!r}"
 
 
 def to_dialog(row: Any) -> list[Message]:
@@ -104,6 +115,10 @@ def load_instruct(source: InstructSource) -> list[list[Message]]:
 
 
 def _rows(source: InstructSource) -> Iterator[tuple[str, Any]]:
+    if source.builtin is not None:
+        for row in BUILTIN[source.builtin]():
+            yield row["source"], row
+        return
     if source.hub is not None:
         rows = load_hub_dataset(f"instruct source {source.hub!r}", source.hub, source.name, split=source.split)
         for i, row in enumerate(rows):

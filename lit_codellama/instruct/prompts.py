@@ -78,11 +78,14 @@ def evaluate_instruct(
     seed: int = 0,
     sandbox: Sandbox | None = None,
     ks: Sequence[int] = (1, 10, 100),
+    timeout_s: float | None = None,
+    workers: int | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """pass@k of a chat model on `task` ("humaneval" or "mbpp") with the instruct prompt format; the summary dict
-    of `score_samples`. With `out_dir`, the raw answers go to `answers.jsonl` beside the scored results."""
+    """pass@k of a chat model on `task` ("humaneval" or "mbpp") with the instruct prompt format: `evaluate_problems`
+    with the problems of `instruct_problems` and the code extracted from each answer. With `out_dir`, the raw
+    answers go to `answers.jsonl` beside the scored results."""
     sandbox = sandbox or Sandbox()  # refuse before spending time on generation
     chat_problems = instruct_problems(task, problems)
     settings = dict(n_samples=n_samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
@@ -90,7 +93,7 @@ def evaluate_instruct(
     answers = generate_samples(model, tok, chat_problems, batch_size=batch_size, **settings)
     extra = {"prompt_format": "instruct", "generation": settings, "generation_s": round(time.monotonic() - start, 3)}
     samples = [Sample(a.task_id, extract_code(a.completion)) for a in answers]
-    summary = score_samples(task, chat_problems, samples, sandbox, ks, progress=progress, out_dir=out_dir, extra=extra)
+    summary = score_samples(task, chat_problems, samples, sandbox, ks, timeout_s, workers, progress, out_dir, extra)
     if out_dir is not None:
         write_jsonl(Path(out_dir) / "answers.jsonl", [{"task_id": a.task_id, "answer": a.completion} for a in answers])
     return summary

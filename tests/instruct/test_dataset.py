@@ -53,6 +53,8 @@ def test_missing_file_and_ambiguous_source_are_clear_errors(tmp_path):
         load_instruct(InstructSource(path=str(tmp_path / "nope.jsonl")))
     with pytest.raises(DataError, match="exactly one of `path`"):
         InstructSource(path="a.jsonl", hub="org/data")
+    with pytest.raises(DataError, match="unknown builtin set 'wikipedia'; available: \\['stdlib'\\]"):
+        InstructSource(builtin="wikipedia")
 
 
 def test_hub_dataset_missing_offline_is_a_clear_error(monkeypatch):
