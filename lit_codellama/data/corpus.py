@@ -44,7 +44,7 @@ REPORT, MANIFEST, TOKENIZER, DOCUMENTS = "corpus.json", "manifest.jsonl", "token
 # Read this much more than a source's share: dedup and decontamination remove some, the mixture trim the rest.
 OVERSAMPLE = 1.15
 KEPT = ""
-MIX_TOLERANCE = 0.01  # relative shortfall of a source's share that the mixture trim accepts
+MIX_TOLERANCE = 0.005  # largest difference between a source's achieved share and its weight, if it can
 
 
 @dataclass
@@ -229,9 +229,11 @@ class _Build:
         return datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({c: [] for c in columns})
 
     def _collect_hub(self, source: Source, inp, budget: float | None, got: int, skipped: Counter):
+        documents = hub_rows(source, inp, self.recipe.max_file_bytes, self.recipe.max_line_chars)
+
         def rows():
             nonlocal got
-            for row in hub_rows(source, inp, self.recipe.max_file_bytes, self.recipe.max_line_chars):
+            for row in documents:
                 if budget is not None and got >= budget:
                     return
                 if row["skip"]:
@@ -240,7 +242,10 @@ class _Build:
                 got += row["size"]
                 yield row
 
-        part = datasets.Dataset.from_generator(rows, cache_dir=str(self.out / ".cache"))
+        try:
+            part = datasets.Dataset.from_generator(rows, cache_dir=str(self.out / ".cache"))
+        except datasets.exceptions.DatasetGenerationError as e:
+            raise (e.__cause__ if isinstance(e.__cause__, DataError) else e) from None
         return part, got
 
     # -- clean ----------------------------------------------------------------------------------------------------
@@ -288,9 +293,9 @@ class _Build:
 
     def _trim_to_mixture(self, docs: datasets.Dataset, removed_by: np.ndarray) -> dict[str, Any]:
         """Keep, of each source's documents in collection order, those that fit in its weight times a total; a
-        document that would overflow is skipped for smaller ones after it. The total is the largest that every
-        source can fill (set by the source reported as `limited_by`), lowered in 2% steps while some source's
-        documents are too large to come within MIX_TOLERANCE of its share."""
+        document that would overflow is skipped for smaller ones after it. The total starts as the largest that
+        every source can fill (set by the source reported as `limited_by`) and is lowered in 2% steps while the
+        achieved shares are further than MIX_TOLERANCE from the weights (sources of few, large documents)."""
         weights = self.recipe.weights
         alive = _alive(removed_by)
         sources, tokens = docs.select(alive)["source"], docs.select(alive)["num_tokens"]
@@ -298,23 +303,28 @@ class _Build:
         for s, n in zip(sources, tokens):
             available[s] += n
         limited_by = min(weights, key=lambda s: available[s] / weights[s])
-        total = available[limited_by] / weights[limited_by]
-        while True:
+        best: tuple[float, Counter, list[bool]] | None = None
+        for step in range(200):
+            total = available[limited_by] / weights[limited_by] * 0.98**step
             taken, keep = Counter(), []
             for s, n in zip(sources, tokens):
                 keep.append(taken[s] + n <= weights[s] * total * (1 + 1e-9))
                 taken[s] += n * keep[-1]
-            if total < 1 or all(taken[s] >= (1 - MIX_TOLERANCE) * weights[s] * total for s in weights):
+            if not taken.total():
                 break
-            total *= 0.98
-        removed_by[[i for i, k in zip(alive, keep) if not k]] = "mixture"
-        kept = sum(taken.values())
-        if not kept:
+            error = max(abs(taken[s] / taken.total() - weights[s]) for s in weights)
+            if best is None or error < best[0]:
+                best = (error, taken, keep)
+            if error <= MIX_TOLERANCE:
+                break
+        if best is None:
             raise DataError(f"recipe {self.recipe.name!r}: no documents of source {limited_by!r} are left after "
                             f"deduplication and decontamination ({_removals(docs, removed_by, self.steps)})")
+        error, taken, keep = best
+        removed_by[[i for i, k in zip(alive, keep) if not k]] = "mixture"
         return {
             "target": weights,
-            "achieved": {s: taken[s] / kept for s in weights},
+            "achieved": {s: taken[s] / taken.total() for s in weights},
             "tokens": dict(taken),
             "limited_by": limited_by,
         }

@@ -19,6 +19,7 @@ from lit_codellama.data.sources import load_hub_dataset
 
 MBPP_HUB = "google-research-datasets/mbpp"
 WORD = re.compile(r"\w*[^\W\d_]\w*")
+SHORT_NGRAM = 8
 
 
 def ngram_hashes(text: str, n: int) -> set[int]:
@@ -61,15 +62,31 @@ def _mbpp_problems(where: str) -> list[dict]:
 
 
 class Contamination:
-    """`datasets.map` function: `contaminated` is the first benchmark a document overlaps, else ""."""
+    """`datasets.map` function: `contaminated` is the first benchmark a document overlaps, else "".
+
+    A benchmark text shorter than `n` words (many MBPP solutions are) is matched by its `SHORT_NGRAM`-grams
+    instead; one shorter than that is too generic to match on and is left out.
+    """
 
     def __init__(self, benchmarks: dict[str, list[str]], n: int):
         self.n = n
-        self.ngrams = {name: set().union(*(ngram_hashes(t, n) for t in texts)) for name, texts in benchmarks.items()}
+        self.ngrams: dict[str, dict[int, set[int]]] = {}
+        for name, texts in benchmarks.items():
+            grams: dict[int, set[int]] = {}
+            for text in texts:
+                words = len(WORD.findall(text))
+                length = n if words >= n else SHORT_NGRAM
+                if words >= length:
+                    grams.setdefault(length, set()).update(ngram_hashes(text, length))
+            self.ngrams[name] = grams
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         return {"contaminated": [self.benchmark_of(text) for text in batch["text"]]}
 
     def benchmark_of(self, text: str) -> str:
-        grams = ngram_hashes(text, self.n)
-        return next((name for name, bench in self.ngrams.items() if not grams.isdisjoint(bench)), "")
+        lengths = {length for grams in self.ngrams.values() for length in grams}
+        doc = {length: ngram_hashes(text, length) for length in lengths}
+        for name, grams in self.ngrams.items():
+            if any(not doc[length].isdisjoint(g) for length, g in grams.items()):
+                return name
+        return ""

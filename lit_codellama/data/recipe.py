@@ -146,8 +146,13 @@ class Recipe:
         blob = json.dumps({"recipe": self.to_dict(), "build_version": BUILD_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "recipe") -> Recipe:
+        """A recipe from plain values (a parsed YAML file, or `to_dict()`); `where` names them in errors."""
+        return _parse(cls, values, where)
+
     def replace(self, **overrides: Any) -> Recipe:
-        return _parse(Recipe, {**self.to_dict(), **overrides}, f"recipe {self.name!r}")
+        return Recipe.from_dict({**self.to_dict(), **overrides}, f"recipe {self.name!r}")
 
 
 def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
@@ -162,7 +167,7 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping with `name` and `sources`, got {type(values).__name__}")
     values.setdefault("name", path.stem)
-    return _parse(Recipe, {**values, **overrides}, str(path))
+    return Recipe.from_dict({**values, **overrides}, str(path))
 
 
 def _parse(cls: type, values: Any, where: str) -> Any:

@@ -173,16 +173,21 @@ def load_hub_dataset(where: str, path: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def hub_rows(source: Source, inp: Input, max_file_bytes: int, max_line_chars: int) -> Iterator[dict[str, Any]]:
-    """Rows of a hub dataset as documents, with the same record layout and skips as files."""
+    """Rows of a hub dataset as documents, with the same record layout and skips as files. The dataset is opened
+    here, so an unreachable hub fails at the call, not at the first row."""
     where = f"source {source.name!r}"
     rows = load_hub_dataset(where, inp.path, inp.name, data_dir=inp.data_dir, split=inp.split, streaming=inp.streaming)
-    for i, row in enumerate(rows):
-        if inp.text_field not in row:
-            raise DataError(f"{where}: rows of {inp.path!r} have no field {inp.text_field!r} (fields: {sorted(row)}); "
-                            "set `text_field` in the recipe")
-        raw = row[inp.text_field] or ""
-        size = len(raw.encode())
-        text, skip = ("", "huge") if size > max_file_bytes else check_text(raw, max_line_chars)
-        language = inp.language or (row.get(inp.language_field) if inp.language_field else None) or "text"
-        yield {"path": f"hf://datasets/{inp.path}/{inp.split}/{i}", "size": size, "kind": "hub",
-               "language": str(language).lower(), "text": text, "sha256": sha256(text), "skip": skip}
+
+    def documents() -> Iterator[dict[str, Any]]:
+        for i, row in enumerate(rows):
+            if inp.text_field not in row:
+                raise DataError(f"{where}: rows of {inp.path!r} have no field {inp.text_field!r} (fields: "
+                                f"{sorted(row)}); set `text_field` in the recipe")
+            raw = row[inp.text_field] or ""
+            size = len(raw.encode())
+            text, skip = ("", "huge") if size > max_file_bytes else check_text(raw, max_line_chars)
+            language = inp.language or (row.get(inp.language_field) if inp.language_field else None) or "text"
+            yield {"path": f"hf://datasets/{inp.path}/{inp.split}/{i}", "size": size, "kind": "hub",
+                   "language": str(language).lower(), "text": text, "sha256": sha256(text), "skip": skip}
+
+    return documents()

@@ -1,0 +1,158 @@
+import itertools
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from lit_codellama.data import CodeDataModule
+from lit_codellama.data.packing import TrainStream
+from lit_codellama.errors import ConfigError
+
+SEQ_LEN, BATCH = 32, 4
+
+
+def datamodule(corpus, **kwargs) -> CodeDataModule:
+    dm = CodeDataModule(str(corpus.path), **{"seq_len": SEQ_LEN, "batch_size": BATCH, "val_fraction": 0.1, **kwargs})
+    dm.setup()
+    return dm
+
+
+def first_batches(loader, n):
+    return [batch["input_ids"] for batch in itertools.islice(loader, n)]
+
+
+def test_batches_are_inputs_and_next_token_labels(corpus):
+    dm = datamodule(corpus, fim_rate=0.5)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].shape == batch["labels"].shape == (BATCH, SEQ_LEN)
+    assert batch["input_ids"].dtype == batch["labels"].dtype == torch.long
+    assert torch.equal(batch["labels"][:, :-1], batch["input_ids"][:, 1:])
+    val = next(iter(dm.val_dataloader()))
+    assert torch.equal(val["labels"][:, :-1], val["input_ids"][:, 1:])
+
+
+def test_no_document_is_in_both_splits(corpus):
+    dm = datamodule(corpus)
+    sha = corpus.documents["sha256"]
+    train, val = {sha[i] for i in dm.train_indices}, {sha[i] for i in dm.val_indices}
+    assert train and val and not train & val
+    assert len(dm.train_indices) + len(dm.val_indices) == len(sha)
+
+
+def test_validation_is_identical_for_every_fim_setting_and_seed(corpus):
+    reference = datamodule(corpus)
+    for kwargs in ({"fim_rate": 0.9, "seed": 1}, {"fim_rate": 0.5, "fim_level": "context", "seed": 99}):
+        other = datamodule(corpus, **kwargs)
+        assert all(torch.equal(a["input_ids"], b["input_ids"])
+                   for a, b in zip(reference.val_dataloader(), other.val_dataloader(), strict=True))
+    assert reference.val_documents(limit=2) == datamodule(corpus, seed=5).val_documents(limit=2)
+
+
+def test_same_seed_same_batches_other_seed_other_batches(corpus):
+    def batches(seed):
+        return first_batches(datamodule(corpus, fim_rate=0.9, seed=seed).train_dataloader(), 5)
+
+    assert all(torch.equal(a, b) for a, b in zip(batches(1), batches(1)))
+    assert not all(torch.equal(a, b) for a, b in zip(batches(1), batches(2)))
+
+
+def test_two_ranks_and_their_workers_see_disjoint_documents(corpus):
+    dm = datamodule(corpus, fim_rate=0.9)
+    streams = [TrainStream(dm._reader, dm.train_indices, fim_rate=0.9, rank=r, world_size=2) for r in range(2)]
+    for epoch in range(2):  # shard = rank * workers + worker
+        shards = [set(streams[0].shard_documents(epoch, shard, 4)) for shard in range(4)]
+        assert sum(map(len, shards)) == len(set().union(*shards)) == len(dm.train_indices)
+    rank_batches = [first_batches(DataLoader(s, batch_size=BATCH, num_workers=2), 4) for s in streams]
+    rows = [{tuple(row.tolist()) for batch in batches for row in batch} for batches in rank_batches]
+    assert not rows[0] & rows[1]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_stream_resumes_with_the_next_batch(corpus, num_workers):
+    dm = datamodule(corpus, fim_rate=0.9)
+
+    def loader(start_batch):
+        stream = TrainStream(dm._reader, dm.train_indices, fim_rate=0.9, batch_size=BATCH, start_batch=start_batch)
+        return DataLoader(stream, batch_size=BATCH, num_workers=num_workers)
+
+    uninterrupted = first_batches(loader(0), 8)
+    resumed = first_batches(loader(3), 5)
+    assert all(torch.equal(a, b) for a, b in zip(uninterrupted[3:], resumed, strict=True))
+
+
+class Recorder(L.LightningModule):
+    """A bigram model that keeps the batches it trained on."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.logits = torch.nn.Embedding(vocab_size, vocab_size)
+        self.seen: list[torch.Tensor] = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append(batch["input_ids"].clone())
+        logits = self.logits(batch["input_ids"])
+        return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(corpus, tmp_path, ckpt_path=None) -> list[torch.Tensor]:
+    dm = CodeDataModule(str(corpus.path), seq_len=SEQ_LEN, batch_size=BATCH, fim_rate=0.9)
+    model = Recorder(dm.tokenizer.vocab_size)
+    trainer = L.Trainer(
+        max_steps=6, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, callbacks=[ModelCheckpoint(tmp_path, every_n_train_steps=3, save_top_k=-1)],
+    )
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    return model.seen
+
+
+def test_a_run_resumed_from_a_lightning_checkpoint_sees_the_batches_it_would_have_seen(corpus, tmp_path):
+    uninterrupted = fit(corpus, tmp_path / "a")
+    resumed = fit(corpus, tmp_path / "b", ckpt_path=tmp_path / "a" / "epoch=0-step=3.ckpt")
+    assert len(uninterrupted) == 6
+    assert all(torch.equal(a, b) for a, b in zip(uninterrupted[3:], resumed, strict=True))
+
+
+def test_resuming_with_other_data_settings_is_a_clear_error(corpus):
+    state = {**datamodule(corpus, fim_rate=0.9).state_dict(), "batches_consumed": 3}
+    dm = datamodule(corpus, fim_rate=0.5)
+    dm.load_state_dict(state)
+    with pytest.raises(ConfigError, match=r"cannot resume.*'fim_rate': \(0.9, 0.5\)"):
+        dm.train_dataloader()
+
+
+def test_long_document_option_trains_only_on_long_documents(corpus):
+    dm = datamodule(corpus, min_doc_tokens=200)
+    lengths = corpus.documents["num_tokens"]
+    assert dm.train_indices and all(lengths[i] >= 200 for i in dm.train_indices)
+
+
+def test_recipe_is_built_on_first_use_then_reused(tmp_path, tree, tokenizer_path, recipe_file):
+    recipe = str(recipe_file(tmp_path / "r.yaml", tree, tokenizer_path))
+    dm = CodeDataModule(str(tmp_path / "built"), recipe=recipe, seq_len=SEQ_LEN, num_proc=1)
+    assert dm.tokenizer.vocab_size == 1024
+    stamp = (tmp_path / "built" / "corpus.json").stat().st_mtime_ns
+    CodeDataModule(str(tmp_path / "built"), recipe=recipe, seq_len=SEQ_LEN).setup()
+    assert (tmp_path / "built" / "corpus.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({}, "give data_dir"), ({"data_dir": "x", "fim_rate": 1.5}, "fim_rate must be in"),
+     ({"data_dir": "x", "fim_level": "token"}, "fim_level must be")],
+)
+def test_invalid_settings_are_rejected(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        CodeDataModule(**kwargs)
+
+
+def test_an_unbounded_run_is_refused(corpus, tmp_path):
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, default_root_dir=tmp_path)
+    with pytest.raises(ConfigError, match="set Trainer\\(max_steps"):
+        trainer.fit(Recorder(corpus.tokenizer.vocab_size), datamodule=CodeDataModule(str(corpus.path), seq_len=SEQ_LEN))
