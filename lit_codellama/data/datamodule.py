@@ -101,15 +101,15 @@ class CodeDataModule(L.LightningDataModule):
         self.corpus  # noqa: B018  (builds on first use; Lightning calls this on one process per node)
 
     def setup(self, stage: str | None = None) -> None:
-        """Split the corpus: `train_indices` and `val_indices` (in validation order) index `corpus.documents`."""
-        if hasattr(self, "train_indices"):
+        """Split the corpus: `_train_docs` and `_val_docs` (in validation order) index `corpus.documents`."""
+        if hasattr(self, "_train_docs"):
             return
         docs = self.corpus.documents
         sha, lengths = docs["sha256"], docs["num_tokens"]
         val = [i for i, h in enumerate(sha) if int(h[:8], 16) / 2**32 < self.val_fraction]
         held_out = set(val)
-        self.train_indices = [i for i, n in enumerate(lengths) if i not in held_out and n >= self.min_doc_tokens]
-        if not self.train_indices:
+        self._train_docs = [i for i, n in enumerate(lengths) if i not in held_out and n >= self.min_doc_tokens]
+        if not self._train_docs:
             raise DataError(
                 f"corpus {self.corpus.path} has no training documents with val_fraction={self.val_fraction} and "
                 f"min_doc_tokens={self.min_doc_tokens} (it has {len(sha)} documents); lower them or build a larger corpus"
@@ -117,9 +117,9 @@ class CodeDataModule(L.LightningDataModule):
         if self.fim_rate > 0 and not self.tokenizer.has_infilling:
             raise ConfigError(f"CodeDataModule: fim_rate={self.fim_rate} but the tokenizer of {self.corpus.path} has no "
                               "infilling pieces; use fim_rate=0 or a corpus whose tokenizer has them")
-        self.val_indices = sorted(val, key=lambda i: sha[i])  # an order that does not depend on the build
+        self._val_docs = sorted(val, key=lambda i: sha[i])  # an order that does not depend on the build
         self._reader = DocumentReader(self.corpus.path, self.seq_len, self.seed)
-        self._val = validation_contexts(self._reader, self.val_indices) if val else torch.empty(0, self.seq_len + 1)
+        self._val = validation_contexts(self._reader, self._val_docs) if val else torch.empty(0, self.seq_len + 1)
         if self.val_fraction > 0 and len(self._val) == 0:
             raise DataError(
                 f"corpus {self.corpus.path}: its {len(val)} validation documents (val_fraction={self.val_fraction}) "
@@ -131,7 +131,7 @@ class CodeDataModule(L.LightningDataModule):
         (the same for every FIM setting and seed), at most `limit` of them."""
         self.setup()
         docs = self.corpus.documents
-        long_enough = (i for i in self.val_indices if docs[i]["num_tokens"] >= min_tokens)
+        long_enough = (i for i in self._val_docs if docs[i]["num_tokens"] >= min_tokens)
         return [docs[i]["text"] for i in itertools.islice(long_enough, limit)]
 
     # -- loaders --------------------------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class CodeDataModule(L.LightningDataModule):
         ):
             raise ConfigError("CodeDataModule streams training data without end; set Trainer(max_steps=...)")
         stream = TrainStream(
-            self._reader, self.train_indices, fim_rate=self.fim_rate, spm_rate=self.spm_rate, fim_level=self.fim_level,
+            self._reader, self._train_docs, fim_rate=self.fim_rate, spm_rate=self.spm_rate, fim_level=self.fim_level,
             rank=rank, world_size=world_size, batch_size=self.batch_size, start_batch=self.batches_consumed,
         )
         self._world_size = world_size

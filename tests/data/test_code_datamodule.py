@@ -37,9 +37,9 @@ def test_batches_are_inputs_and_next_token_labels(corpus):
 def test_no_document_is_in_both_splits(corpus):
     dm = datamodule(corpus)
     sha = corpus.documents["sha256"]
-    train, val = {sha[i] for i in dm.train_indices}, {sha[i] for i in dm.val_indices}
+    train, val = {sha[i] for i in dm._train_docs}, {sha[i] for i in dm._val_docs}
     assert train and val and not train & val
-    assert len(dm.train_indices) + len(dm.val_indices) == len(sha)
+    assert len(dm._train_docs) + len(dm._val_docs) == len(sha)
 
 
 def test_validation_is_identical_for_every_fim_setting_and_seed(corpus):
@@ -61,10 +61,10 @@ def test_same_seed_same_batches_other_seed_other_batches(corpus):
 
 def test_two_ranks_and_their_workers_see_disjoint_documents(corpus):
     dm = datamodule(corpus, fim_rate=0.9)
-    streams = [TrainStream(dm._reader, dm.train_indices, fim_rate=0.9, rank=r, world_size=2) for r in range(2)]
+    streams = [TrainStream(dm._reader, dm._train_docs, fim_rate=0.9, rank=r, world_size=2) for r in range(2)]
     for epoch in range(2):  # shard = rank * workers + worker
         shards = [set(streams[0].shard_documents(epoch, shard, 4)) for shard in range(4)]
-        assert sum(map(len, shards)) == len(set().union(*shards)) == len(dm.train_indices)
+        assert sum(map(len, shards)) == len(set().union(*shards)) == len(dm._train_docs)
     rank_batches = [first_batches(DataLoader(s, batch_size=BATCH, num_workers=2), 4) for s in streams]
     rows = [{tuple(row.tolist()) for batch in batches for row in batch} for batches in rank_batches]
     assert not rows[0] & rows[1]
@@ -75,7 +75,7 @@ def test_stream_resumes_with_the_next_batch(corpus, num_workers):
     dm = datamodule(corpus, fim_rate=0.9)
 
     def loader(start_batch):
-        stream = TrainStream(dm._reader, dm.train_indices, fim_rate=0.9, batch_size=BATCH, start_batch=start_batch)
+        stream = TrainStream(dm._reader, dm._train_docs, fim_rate=0.9, batch_size=BATCH, start_batch=start_batch)
         return DataLoader(stream, batch_size=BATCH, num_workers=num_workers)
 
     uninterrupted = first_batches(loader(0), 8)
@@ -129,7 +129,7 @@ def test_resuming_with_other_data_settings_is_a_clear_error(corpus):
 def test_long_document_option_trains_only_on_long_documents(corpus):
     dm = datamodule(corpus, min_doc_tokens=200)
     lengths = corpus.documents["num_tokens"]
-    assert dm.train_indices and all(lengths[i] >= 200 for i in dm.train_indices)
+    assert dm._train_docs and all(lengths[i] >= 200 for i in dm._train_docs)
 
 
 def test_recipe_is_built_on_first_use_then_reused(tmp_path, tree, tokenizer_path, recipe_file):
