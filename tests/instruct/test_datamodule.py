@@ -1,6 +1,5 @@
 import json
 
-import lightning as L
 import pytest
 import torch
 
@@ -8,7 +7,6 @@ from lit_codellama.errors import ConfigError
 from lit_codellama.instruct.chat import encode_dialog
 from lit_codellama.instruct.datamodule import InstructDataModule, split_dialogs
 from lit_codellama.instruct.dataset import InstructSource, load_instruct
-from lit_codellama.training import CodeLlamaLM
 from lit_codellama.training.module import IGNORE_INDEX
 
 
@@ -94,12 +92,3 @@ def test_a_resumed_stream_continues_with_the_next_batch(corpus, dialogs_path, nu
 def test_impossible_mixtures_are_config_errors(corpus, dialogs_path, kwargs, error):
     with pytest.raises(ConfigError, match=error):
         make(corpus, dialogs_path, **kwargs)
-
-
-def test_the_training_system_fine_tunes_on_instruct_batches(tmp_path, corpus, dialogs_path, tokenizer):
-    dm = InstructDataModule(datasets=[{"path": dialogs_path}], data_dir=str(corpus.path), seq_len=64, batch_size=4)
-    model = CodeLlamaLM("cl-1m", vocab_size=tokenizer.vocab_size, warmup_steps=1, lr=1e-3)
-    trainer = L.Trainer(max_steps=4, val_check_interval=4, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, default_root_dir=tmp_path, enable_model_summary=False)
-    trainer.fit(model, datamodule=dm)
-    assert torch.isfinite(trainer.callback_metrics["train/loss"]) and torch.isfinite(trainer.callback_metrics["val/loss"])

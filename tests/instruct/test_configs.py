@@ -1,0 +1,62 @@
+import inspect
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+
+from lit_codellama.instruct.datamodule import InstructDataModule
+from lit_codellama.training import CodeLlamaLM
+from lit_codellama.training.module import resolve_model_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
+STAGES = ["instruct-7b", "instruct-small", "unnatural-34b", "unnatural-small"]
+
+
+def load(stage: str) -> dict:
+    return yaml.safe_load((CONFIGS / f"{stage}.yaml").read_text())
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_configs_name_valid_model_and_data_settings(stage):
+    config = load(stage)
+    assert config["data"]["class_path"] == "lit_codellama.instruct.InstructDataModule"
+    InstructDataModule(**config["data"]["init_args"])  # validates every setting; the corpus is read at setup
+    resolve_model_config(config["model"]["model_config"])
+    assert set(config["model"]) <= set(inspect.signature(CodeLlamaLM).parameters)
+
+
+def test_paper_scale_instruct_batch_is_524288_tokens_and_about_5b_tokens_in_all():
+    config = load("instruct-7b")
+    trainer, data = config["trainer"], config["data"]["init_args"]
+    tokens_per_step = (trainer["num_nodes"] * trainer["devices"] * trainer.get("accumulate_grad_batches", 1)
+                       * data["batch_size"] * data["seq_len"])
+    assert tokens_per_step == 524_288
+    assert 4.9e9 < tokens_per_step * trainer["max_steps"] < 5.1e9
+    assert data["rehearsal"] == {"code": 0.06, "nl": 0.02}
+
+
+def test_unnatural_configs_fine_tune_the_python_variant_on_a_small_instruction_set():
+    assert load("unnatural-34b")["model"]["init_checkpoint"].endswith("CodeLlama-34b-Python-hf")
+    assert load("unnatural-34b")["data"]["init_args"]["datasets"][0]["limit"] == 15_000
+    assert load("unnatural-small")["model"]["init_checkpoint"] == "runs/python-small/model"
+
+
+@pytest.mark.parametrize("stage", ["instruct-small", "unnatural-small"])
+def test_cpu_stage_trains_with_its_settings_on_a_tiny_model(stage, tmp_path, corpus, tiny_checkpoint, tokenizer):
+    """The stage's data and optimizer settings, with the corpus, dialogs and model swapped for test-sized ones."""
+    config = load(stage)
+    dialogs = tmp_path / "dialogs.jsonl"
+    dialogs.write_text("".join(json.dumps({"instruction": f"Name the number {i}.", "output": f"It is {i}."}) + "\n"
+                               for i in range(60)))
+    data = {**config["data"]["init_args"], "datasets": [{"path": str(dialogs)}], "data_dir": str(corpus.path),
+            "recipe": None, "seq_len": 64, "batch_size": 2}
+    model = {**config["model"], "model_config": "cl-1m", "init_checkpoint": str(tiny_checkpoint),
+             "vocab_size": tokenizer.vocab_size}
+    trainer = L.Trainer(max_steps=3, val_check_interval=3, limit_val_batches=2, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        gradient_clip_val=config["trainer"]["gradient_clip_val"])
+    trainer.fit(CodeLlamaLM(**model), datamodule=InstructDataModule(**data))
+    assert torch.isfinite(trainer.callback_metrics["val/loss"])
