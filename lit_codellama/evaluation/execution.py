@@ -36,12 +36,16 @@ class Language:
     limits: Limits = field(default_factory=Limits)
     failure_markers: tuple[str, ...] = ()
 
-    def missing(self) -> list[str]:
-        """Requirements not found; the sandbox mounts only /usr and /etc, so tools elsewhere count as missing."""
+    def missing_toolchain(self) -> str | None:
+        """What is not installed and how to install it, or None. The sandbox mounts only /usr and /etc (and the
+        Python running the harness), so tools installed elsewhere count as missing."""
+
         def found(requirement: str) -> bool:
             path = requirement if os.path.isabs(requirement) else shutil.which(requirement, path=SYSTEM_PATH)
             return path is not None and os.path.exists(path) and os.path.realpath(path).startswith("/usr/")
-        return [r for r in self.requires if not found(r)]
+
+        missing = [r for r in self.requires if not found(r)]
+        return f"{', '.join(missing)} not found; install with `{self.install}`" if missing else None
 
 
 def _sh(script: str) -> tuple[str, ...]:
@@ -75,7 +79,7 @@ LANGUAGES: dict[str, Language] = {
             _sh("mcs -d:DEBUG -r:System.Numerics.dll -out:main.exe {input}/main.cs "
                 "&& MONO_TRACE_LISTENER=Console.Error exec mono main.exe"),
             ("mcs", "mono"), "apt-get install -y mono-mcs", Limits(**_COMPILED, memory_mb=4096),
-            failure_markers=("DefaultTraceListener.Fail", "Unhandled Exception"),  # mono exits 0 after Debug.Assert fails
+            failure_markers=("DefaultTraceListener.Fail", "Unhandled Exception"),  # mono exits 0 on a failed assert
         ),
         Language("sh", "main.sh", ("bash", "{input}/main.sh"), ("bash",), "apt-get install -y bash"),
     )

@@ -95,9 +95,10 @@ def key_retrieval_accuracy(
     from lit_codellama.generate import complete
 
     prompts = key_retrieval_prompts(tok, filler_texts or default_filler_texts(), lengths, positions, n_per_cell, seed)
-    completions = complete(model, tok, [p.prompt for p in prompts], max_new_tokens=8, stop=("\n",), batch_size=batch_size)
+    texts = [p.prompt for p in prompts]
+    completions = complete(model, tok, texts, max_new_tokens=8, stop=("\n",), batch_size=batch_size)
     records = [{**{k: v for k, v in asdict(p).items() if k != "prompt"}, "completion": c, "correct": answer(c) == p.key}
-               for p, c in zip(prompts, completions)]
+               for p, c in zip(prompts, completions, strict=True)]
     cells = []
     for n in lengths:
         for position in positions:

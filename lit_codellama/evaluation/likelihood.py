@@ -137,7 +137,7 @@ def perplexity_by_context_length(
     used, so every length is measured on the same texts."""
     longest = max(lengths)
     n_tokens = [len(tok.encode(t, bos=True)) for t in texts]
-    texts = [t for t, n in zip(texts, n_tokens) if n >= longest]
+    texts = [t for t, n in zip(texts, n_tokens, strict=True) if n >= longest]
     if not texts:
         raise EvalInputError(f"no text has {longest} tokens (the longest has {max(n_tokens, default=0)}); give longer "
                              "texts or shorter context lengths")

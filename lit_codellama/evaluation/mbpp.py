@@ -53,7 +53,8 @@ def mbpp_problems(data: str | Path | None = None, limit: int | None = None) -> l
             f"Mbpp/{task_id}", few_shot_prompt(shots, row), tests, program_head="", stop=STOP, reference=row["code"],
         ))
     if not problems:
-        raise EvalInputError(f"MBPP data {data or HUB_ID} has none of the test tasks (ids {TEST_IDS.start}-{TEST_IDS.stop - 1})")
+        ids = f"{TEST_IDS.start}-{TEST_IDS.stop - 1}"
+        raise EvalInputError(f"MBPP data {data or HUB_ID} has none of the test tasks (ids {ids})")
     return problems[:limit]
 
 

@@ -40,13 +40,6 @@ def multipl_e_problems(language: str, data: str | Path | None = None, limit: int
     return problems[:limit]
 
 
-def skip_reason(language: str) -> str | None:
-    """Why `language` cannot be run here (its toolchain is missing), or None."""
-    spec = LANGUAGES[language]
-    missing = spec.missing()
-    return f"{', '.join(missing)} not found; install with `{spec.install}`" if missing else None
-
-
 def evaluate_multipl_e(
     model,
     tok,
@@ -60,7 +53,7 @@ def evaluate_multipl_e(
     data = data or {}
     summary: dict[str, Any] = {"task": "multipl-e", "languages": {}, "skipped": {}}
     for language in languages:
-        reason = skip_reason(language)
+        reason = LANGUAGES[language].missing_toolchain()
         if reason:
             log.warning("MultiPL-E %s skipped: %s", language, reason)
             summary["skipped"][language] = reason

@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from lit_codellama.errors import LitCodeLlamaError
@@ -143,12 +143,12 @@ def _choose_isolation(bwrap: str | None, allow_weak: bool) -> Isolation:
     return Isolation("weak", f"rlimits and session kill only ({problem})")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _warn_weak_once(problem: str) -> None:
-    log.warning("WEAK SANDBOX (%s): programs run with rlimits only and can read your files and use the network", problem)
+    log.warning("WEAK SANDBOX (%s): programs run with rlimits only; they can read files and use the network", problem)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _probe_bwrap(bwrap: str) -> str | None:
     """None if a trivial program runs through the full bwrap + prlimit (+ setpriv) chain, else what went wrong."""
     with tempfile.TemporaryDirectory() as host:

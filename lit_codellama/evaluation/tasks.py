@@ -87,9 +87,9 @@ def generate_samples(
         else:
             outputs = infill(model, tok, [p.prompt for p in batch], [p.suffix for p in batch],
                              suffix_first=infill_mode == "spm", **sampling)
-        for i, text in zip(indices, outputs):
+        for i, text in zip(indices, outputs, strict=True):
             texts[i] = text
-    return [Sample(p.task_id, text) for p, text in zip(requests, texts)]
+    return [Sample(p.task_id, text) for p, text in zip(requests, texts, strict=True)]
 
 
 def read_samples(path: str | Path, problems: Sequence[CodeProblem]) -> list[Sample]:
@@ -122,21 +122,25 @@ def score_samples(
     """Run every sample's program in the sandbox; returns the summary (pass@k at the top level).
 
     `timeout_s` replaces the language's wall-clock and CPU limits. Identical programs (e.g. equal samples of an
-    easy problem) run once and share the verdict, which assumes the tests are deterministic. With `out_dir`, writes `results.jsonl` (one row per sample, with `passed` and
-    the sandbox status) and `summary.json`. Only problems that have samples are scored; the summary counts both.
+    easy problem) run once and share the verdict, which assumes the tests are deterministic. With `out_dir`,
+    writes `results.jsonl` (one row per sample, with `passed` and the sandbox status) and `summary.json`. Only
+    problems that have samples are scored; the summary counts both.
     """
     by_id = {p.task_id: p for p in problems}
     if len(by_id) != len(problems):
         raise ValueError(f"{task}: task ids are not unique")
     if not samples:
         raise EvalInputError(f"{task}: no samples to score")
+    unknown = sorted({s.task_id for s in samples} - set(by_id))
+    if unknown:
+        raise EvalInputError(f"{task}: samples for unknown task ids {unknown[:5]}")
     languages = {by_id[s.task_id].language for s in samples}
     if len(languages) != 1:
         raise ValueError(f"{task}: samples mix languages {sorted(languages)}; score one language at a time")
     [language] = languages
-    missing = LANGUAGES[language].missing()
+    missing = LANGUAGES[language].missing_toolchain()
     if missing:
-        raise EvalInputError(f"{task}: cannot run {language} programs: {missing} not installed; {LANGUAGES[language].install}")
+        raise EvalInputError(f"{task}: cannot run {language} programs: {missing}")
     sandbox = sandbox or Sandbox()
     limits = LANGUAGES[language].limits
     if timeout_s is not None:
@@ -144,13 +148,13 @@ def score_samples(
     start = time.monotonic()
     programs = [by_id[s.task_id].program(s.completion) for s in samples]
     unique = list(dict.fromkeys(programs))
-    verdicts = dict(zip(unique, run_programs(sandbox, unique, language, limits, workers, progress, desc=task)))
+    verdicts = dict(zip(unique, run_programs(sandbox, unique, language, limits, workers, progress, task), strict=True))
     results = [verdicts[program] for program in programs]
     execution_s = time.monotonic() - start
 
     per_task: dict[str, list[bool]] = defaultdict(list)
     records = []
-    for sample, result in zip(samples, results):
+    for sample, result in zip(samples, results, strict=True):
         completion_id = len(per_task[sample.task_id])
         per_task[sample.task_id].append(result.status == "passed")
         records.append({"task_id": sample.task_id, "completion_id": completion_id, "completion": sample.completion,

@@ -21,3 +21,12 @@ def tiny_checkpoint(tmp_path_factory, tiny_model, tokenizer_path) -> Path:
     tiny_model.save_pretrained(directory)
     shutil.copy(tokenizer_path, directory / "tokenizer.model")
     return directory
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, whose spinning costs several times over on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

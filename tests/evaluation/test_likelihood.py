@@ -26,10 +26,11 @@ def direct_nll(model, ids, start):
 
 def test_target_nll_matches_the_logits_whatever_the_batching(tiny_model):
     g = torch.Generator().manual_seed(0)
-    sequences = [(torch.randint(0, 1000, (n,), generator=g).tolist(), s) for n, s in [(20, 5), (7, 1), (33, 30), (12, 11)]]
+    shapes = [(20, 5), (7, 1), (33, 30), (12, 11)]  # (length, first target)
+    sequences = [(torch.randint(0, 1000, (n,), generator=g).tolist(), s) for n, s in shapes]
     one_by_one = target_nll(tiny_model, sequences, batch_size=1)
     batched = target_nll(tiny_model, sequences, batch_size=4)
-    for (ids, start), (nll_1, targets_1), (nll_b, targets_b) in zip(sequences, one_by_one, batched):
+    for (ids, start), (nll_1, targets_1), (nll_b, targets_b) in zip(sequences, one_by_one, batched, strict=True):
         assert targets_1 == targets_b == ids[start:]
         assert nll_1 == pytest.approx(direct_nll(tiny_model, ids, start), rel=1e-4)
         assert nll_b == pytest.approx(nll_1, rel=1e-4)
@@ -39,7 +40,8 @@ def test_untrained_model_is_near_uniform_over_the_vocabulary(tiny_model, tokeniz
     metrics = humaneval_solution_loss(tiny_model, tokenizer, limit=4)
     assert metrics["loss"] == pytest.approx(math.log(tokenizer.vocab_size), abs=0.2)
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
-    assert metrics["bits_per_byte"] == pytest.approx(metrics["loss"] * metrics["n_tokens"] / math.log(2) / metrics["n_bytes"])
+    bits = metrics["loss"] * metrics["n_tokens"] / math.log(2)
+    assert metrics["bits_per_byte"] == pytest.approx(bits / metrics["n_bytes"])
     solution_tokens = sum(len(tokenizer.encode(p.reference)) for p in humaneval_problems(4))
     assert abs(metrics["n_tokens"] - solution_tokens) <= 4  # one boundary token per problem at most
 
@@ -62,11 +64,12 @@ def test_sliding_windows_score_every_token_once(tiny_model, tokenizer, stdlib_te
     assert strided["loss"] == pytest.approx(plain["loss"], rel=0.05)  # an untrained model barely uses context
 
 
-def test_perplexity_by_context_length_uses_the_same_texts_for_every_length(tiny_model, tokenizer, stdlib_texts, tmp_path):
+def test_perplexity_by_context_length_uses_the_same_texts_for_every_length(tiny_model, tokenizer, stdlib_texts,
+                                                                            tmp_path):
     short = "x = 1\n"
-    texts = [short, *(t[:6000] for t in stdlib_texts[:2])]
-    summary = perplexity_by_context_length(tiny_model, tokenizer, texts, [128, 32, 512], batch_size=8, out_dir=tmp_path)
-    assert [row["context_length"] for row in summary["by_length"]] == [32, 128, 512]  # 512 > the model's block_size
+    texts = [short, *(t[:3000] for t in stdlib_texts[:2])]
+    summary = perplexity_by_context_length(tiny_model, tokenizer, texts, [128, 32, 300], batch_size=8, out_dir=tmp_path)
+    assert [row["context_length"] for row in summary["by_length"]] == [32, 128, 300]  # 300 > the model's block_size
     assert {row["n_texts"] for row in summary["by_length"]} == {2}
     assert (tmp_path / "results.jsonl").read_text().count("\n") == 3
     with pytest.raises(EvalInputError, match="no text has 100000 tokens"):

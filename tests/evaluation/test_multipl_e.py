@@ -6,20 +6,22 @@ import pytest
 
 from lit_codellama.evaluation.data import EvalInputError
 from lit_codellama.evaluation.execution import LANGUAGES, Language
-from lit_codellama.evaluation.multipl_e import PAPER_LANGUAGES, evaluate_multipl_e, multipl_e_problems, skip_reason
+from lit_codellama.evaluation.multipl_e import PAPER_LANGUAGES, evaluate_multipl_e, multipl_e_problems
 from lit_codellama.evaluation.tasks import Sample, score_samples
 
 # name -> (prompt, tests, stop tokens, correct completion, wrong completion), in MultiPL-E's layout:
 # the completion is the function body and the tests start by closing the function.
 PROBLEMS = {
     "cpp": (
-        "#include<assert.h>\n#include<bits/stdc++.h>\n// Return the sum of x and y.\nlong add(long x, long y) {\n",
+        # MultiPL-E's prompts also include <bits/stdc++.h>, which takes seconds to compile.
+        "#include<assert.h>\n// Return the sum of x and y.\nlong add(long x, long y) {\n",
         "}\nint main() {\n    auto candidate = add;\n    assert(candidate((2), (3)) == (5));\n}\n",
         ["\n}"], "    return x + y;", "    return x - y;",
     ),
     "java": (
         "import java.util.*;\nimport org.javatuples.*;\nclass Problem {\n"
-        "    // Return x and y as a pair, x + y first.\n    public static Pair<Long, Long> sumAndDiff(long x, long y) {\n",
+        "    // Return x + y and x - y as a pair.\n"
+        "    public static Pair<Long, Long> sumAndDiff(long x, long y) {\n",
         "    }\n    public static void main(String[] args) {\n"
         "    assert(sumAndDiff((5l), (3l)).equals((Pair.with(8l, 2l))));\n    }\n\n}\n",
         ["\n    }\n"], "        return Pair.with(x + y, x - y);", "        return Pair.with(x - y, x + y);",
@@ -38,7 +40,8 @@ PROBLEMS = {
     ),
     "cs": (
         "using System;\nusing System.Numerics;\nusing System.Diagnostics;\nusing System.Collections.Generic;\n"
-        "using System.Linq;\nclass Problem {\n    // Return the sum of x and y.\n    public static long Add(long x, long y) {\n",
+        "using System.Linq;\nclass Problem {\n    // Return the sum of x and y.\n"
+        "    public static long Add(long x, long y) {\n",
         "    }\n    public static void Main(string[] args) {\n    Debug.Assert(Add((2L), (3L)) == (5L));\n    }\n\n}\n",
         ["\n    }\n"], "        return x + y;", "        return x * y;",
     ),
@@ -62,7 +65,7 @@ def write_problems(tmp_path, language):
 
 @pytest.mark.parametrize("language", PAPER_LANGUAGES)
 def test_right_program_passes_and_wrong_one_fails(language, tmp_path):
-    assert skip_reason(language) is None, f"CI must install the {language} toolchain: {LANGUAGES[language].install}"
+    assert LANGUAGES[language].missing_toolchain() is None, "CI must install every paper language's toolchain"
     [problem] = multipl_e_problems(language, write_problems(tmp_path, language))
     _, _, _, right, wrong = PROBLEMS[language]
     summary = score_samples(f"multipl-e-{language}", [problem],
@@ -78,13 +81,13 @@ def test_compile_error_is_a_failure(tmp_path):
 
 
 def test_missing_toolchain_is_skipped_with_install_advice_not_counted(monkeypatch, tmp_path):
-    absent = Language("sh", "main.sh", ("no-such-shell", "{input}/main.sh"), ("no-such-shell",), "apt-get install -y no-such-shell")
+    absent = Language("sh", "main.sh", ("nosh", "{input}/main.sh"), ("nosh",), "apt-get install -y nosh")
     monkeypatch.setitem(LANGUAGES, "sh", absent)
-    assert skip_reason("sh") == "no-such-shell not found; install with `apt-get install -y no-such-shell`"
+    assert absent.missing_toolchain() == "nosh not found; install with `apt-get install -y nosh`"
     # The model is never asked for a skipped language, so none is needed here.
     summary = evaluate_multipl_e(None, None, languages=("sh",), data={"sh": write_problems(tmp_path, "sh")})
     assert summary["languages"] == {} and "pass@1" not in summary
-    assert "no-such-shell" in summary["skipped"]["sh"]
+    assert "nosh not found" in summary["skipped"]["sh"]
 
 
 def test_unknown_language_and_missing_fields_are_errors(tmp_path):

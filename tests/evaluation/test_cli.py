@@ -1,0 +1,84 @@
+"""`python -m lit_codellama eval ...` end to end, on completions files and on a tiny checkpoint."""
+
+import json
+
+import pytest
+
+from lit_codellama.evaluation.cli import main
+from lit_codellama.evaluation.humaneval import humaneval_problems
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def read_summary(out):
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_scores_completions_made_elsewhere(tmp_path, capsys):
+    problems = humaneval_problems(limit=4)
+    rows = [{"task_id": p.task_id, "completion": p.reference} for p in problems[:3]]
+    rows.append({"task_id": problems[3].task_id, "completion": "    return 0\n"})
+    completions = write_jsonl(tmp_path / "samples.jsonl", rows)
+    assert main(["humaneval", "--completions", str(completions), "--limit", "4", "--out", str(tmp_path / "out")]) == 0
+    summary = read_summary(tmp_path / "out")
+    assert summary["pass@1"] == 0.75 and summary["n_problems"] == 4 and summary["completions"] == str(completions)
+    assert json.loads(capsys.readouterr().out)["pass@1"] == 0.75
+    rows = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert len(rows) == 4 and json.loads(rows[3])["status"] == "failed"
+
+
+def test_bad_completions_file_is_one_clear_error(tmp_path, capsys):
+    completions = tmp_path / "samples.jsonl"
+    completions.write_text('{"task_id": "HumanEval/0", "completion": ""}\nnot json\n')
+    assert main(["humaneval", "--completions", str(completions), "--out", str(tmp_path / "out")]) == 2
+    assert "samples.jsonl, line 2: not valid JSON" in capsys.readouterr().err
+    assert main(["humaneval", "--out", str(tmp_path / "out")]) == 2
+    assert "--checkpoint is required" in capsys.readouterr().err
+
+
+def test_multipl_e_completions_for_one_language(tmp_path):
+    problem = {"name": "HumanEval_0_double", "language": "sh", "prompt": "#!/bin/bash\ndouble() {\n",
+               "tests": "}\n\nset -e\n[[ $(double 4) = \"8\" ]]", "stop_tokens": ["\n}"]}
+    data = write_jsonl(tmp_path / "sh.jsonl", [problem])
+    completion = {"task_id": "HumanEval_0_double", "completion": "    echo $(( $1 * 2 ))"}
+    completions = write_jsonl(tmp_path / "samples.jsonl", [completion])
+    argv = ["multipl-e", "--languages", "sh", "--data", f"sh={data}", "--completions", str(completions),
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    assert read_summary(tmp_path / "out")["pass@1"] == 1.0
+
+
+def test_code_tasks_with_a_checkpoint(tiny_checkpoint, tmp_path):
+    common = ["--checkpoint", str(tiny_checkpoint), "--limit", "2", "--max-new-tokens", "6", "--timeout", "1"]
+    assert main(["humaneval", *common, "--out", str(tmp_path / "he")]) == 0
+    assert read_summary(tmp_path / "he")["n_samples"] == 2
+    assert main(["infilling", "--subset", "random-span", "--mode", "spm", *common, "--out", str(tmp_path / "fim")]) == 0
+    assert read_summary(tmp_path / "fim")["task"] == "infilling-random-span-spm"
+
+
+def test_likelihood_tasks_with_a_checkpoint(tiny_checkpoint, tmp_path, stdlib_texts):
+    text = tmp_path / "held_out.py"
+    text.write_text(stdlib_texts[1][:2500])
+    common = ["--checkpoint", str(tiny_checkpoint)]
+    assert main(["perplexity", *common, "--data", str(tmp_path / "*.py"), "--context-length", "128",
+                 "--out", str(tmp_path / "ppl")]) == 0
+    assert read_summary(tmp_path / "ppl")["context_length"] == 128
+    assert main(["long-context", *common, "--data", str(text), "--lengths", "64,256", "--rope-theta", "1e6",
+                 "--out", str(tmp_path / "long")]) == 0
+    long = read_summary(tmp_path / "long")
+    assert long["rope_theta"] == 1e6 and [r["context_length"] for r in long["by_length"]] == [64, 256]
+    assert main(["key-retrieval", *common, "--filler", str(text), "--lengths", "96", "--positions", "0,0.4",
+                 "--n-per-cell", "1", "--out", str(tmp_path / "keys")]) == 0
+    assert len(read_summary(tmp_path / "keys")["cells"]) == 2
+
+
+def test_help_lists_every_task(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    help_text = capsys.readouterr().out
+    for task in ("humaneval", "mbpp", "multipl-e", "infilling", "perplexity", "long-context", "key-retrieval"):
+        assert task in help_text
