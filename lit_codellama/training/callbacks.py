@@ -1,11 +1,12 @@
-"""Callbacks that make a run trustworthy: throughput/MFU, a non-finite-loss stop, a SIGTERM checkpoint,
-run metadata (git commit, seed, command), and the final export of the weights."""
+"""Callbacks that make a run trustworthy: throughput/MFU, a non-finite-loss stop, a SIGTERM checkpoint, RNG
+states in checkpoints, run metadata (git commit, seed, command), and the final export of the weights."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -104,6 +106,17 @@ class SigtermCheckpoint(L.Callback):
             trainer.save_checkpoint(self.path)
 
 
+class RNGState(L.Callback):
+    """Saves the random number generators' states (Python, NumPy, torch, CUDA) in checkpoints and restores them on
+    resume, which Lightning does not do by itself. Under sharded strategies the states saved are rank 0's."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return _collect_rng_states()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _set_rng_states(state_dict)
+
+
 class RunMetadata(L.Callback):
     """Writes `run.json` into the run directory: code version, seed, command line, library versions, world size."""
 
@@ -152,7 +165,8 @@ def _version(package: str) -> str | None:
 
 class ExportModel(L.Callback):
     """At the end of training, save a full checkpoint (`checkpoint`) and the weights alone (`model_dir`:
-    `model_config.yaml` + `model.safetensors`), which evaluation and the next stage's `init_checkpoint` read.
+    `model_config.yaml`, `model.safetensors` and the data's `tokenizer.model`), which evaluation and the next
+    stage's `init_checkpoint` read.
 
     Going through a full checkpoint works for every strategy: a ZeRO-3 directory is consolidated to fp32 first.
     """
@@ -164,4 +178,7 @@ class ExportModel(L.Callback):
         trainer.save_checkpoint(self.checkpoint)
         if trainer.is_global_zero:
             Llama.from_pretrained(self.checkpoint).save_pretrained(self.model_dir)
+            tokenizer = getattr(trainer.datamodule, "tokenizer", None)
+            if tokenizer is not None:
+                shutil.copyfile(tokenizer.path, self.model_dir / "tokenizer.model")
         trainer.strategy.barrier("export-model")

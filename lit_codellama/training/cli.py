@@ -14,8 +14,10 @@ Resume an interrupted run with `--ckpt_path last` (`train` does so by default).
 
 from __future__ import annotations
 
+import difflib
 import json
-import warnings
+import re
+from argparse import ArgumentError
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,10 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_codellama.data import CodeDataModule
+from lit_codellama.errors import ConfigError
 from lit_codellama.training.callbacks import (
     ExportModel,
+    RNGState,
     RunMetadata,
     SigtermCheckpoint,
     StopOnNonFiniteLoss,
@@ -48,18 +52,47 @@ class CodeLlamaCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, callbacks: Iterable[Callback] = ()) -> None:
         self._extra_callbacks = list(callbacks)
-        with warnings.catch_warnings():
-            # Passing `args` from Python is this class's purpose; LightningCLI warns when sys.argv is also set.
-            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            super().__init__(
-                CodeLlamaLM,
-                CodeDataModule,
-                args=args,
-                seed_everything_default=1234,
-                save_config_kwargs={"overwrite": True},  # resuming rewrites it (with the resume path)
-            )
+        super().__init__(
+            CodeLlamaLM,
+            CodeDataModule,
+            subclass_mode_data=True,  # e.g. `data: {class_path: lit_codellama.instruct.InstructDataModule, ...}`
+            args=args,
+            seed_everything_default=1234,
+            save_config_kwargs={"overwrite": True},  # resuming rewrites it (with the resume path)
+            parser_kwargs={"exit_on_error": False},  # parse errors become a ConfigError that lists the valid keys
+        )
+
+    def parse_arguments(self, parser, args: list[str] | None) -> None:
+        # Replaces LightningCLI's, which warns when `args` and sys.argv are both given: passing args is our purpose.
+        try:
+            self.config = parser.parse_args(args)
+        except ArgumentError as error:
+            raise ConfigError(self._explain(str(error))) from None
+
+    def _explain(self, error: str) -> str:
+        """For an unknown key: the closest valid ones and every valid key of its section. Else jsonargparse's text."""
+        option = re.search(r"ption '([\w.]+)' is not accepted|does not accept option '([\w.]+)'", error)
+        if option is None:
+            return error
+        parent = re.search(r'Parser key "([\w.]+)"', error)  # an unknown argument of a class given by class_path
+        unknown = ".".join(filter(None, (parent and parent.group(1), option.group(1) or option.group(2))))
+        subcommand = next((name for name in self._subcommand_parsers if f"'{name}'" in error), "fit")
+        defaults = self._subcommand_parsers[subcommand].get_defaults().keys()
+        valid = sorted({key.replace(".init_args.", ".") for key in defaults if not key.endswith(".class_path")})
+        section = unknown.rpartition(".")[0]
+        in_section = [key for key in valid if key.startswith(f"{section}.")] if section else sorted(
+            {key.split(".")[0] for key in valid}
+        )
+        close = difflib.get_close_matches(unknown, in_section or valid, n=3)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        where = f" under {section!r}" if section else ""
+        listing = f"Valid keys{where}: {', '.join(in_section)}" if in_section else f"See `fit --help` for {section!r}."
+        return f"unknown config key {unknown!r}.{hint} {listing}"
 
     def add_arguments_to_parser(self, parser) -> None:
+        # Without a class_path, `data:` configures a CodeDataModule; stages with other data (instruction tuning)
+        # name a subclass. Any of them must expose `.tokenizer`, which sets the model's vocabulary.
+        parser.set_defaults({"data": {"class_path": "lit_codellama.data.CodeDataModule"}})
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -90,6 +123,7 @@ class CodeLlamaCLI(LightningCLI):
             *(config["callbacks"] or []),
             StopOnNonFiniteLoss(),
             SigtermCheckpoint(checkpoint.dirpath),
+            RNGState(),
             RunMetadata(),
             ExportModel(run_dir / "model", Path(checkpoint.dirpath) / "final.ckpt"),
             *self._extra_callbacks,

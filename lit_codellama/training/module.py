@@ -5,18 +5,21 @@ from __future__ import annotations
 import math
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from lightning.fabric.utilities.throughput import measure_flops
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torchmetrics import Metric
 
 from lit_codellama.checkpoint import check_state_dict, read_checkpoint
 from lit_codellama.config import PRESETS, ModelConfig
-from lit_codellama.errors import CheckpointError
+from lit_codellama.errors import CheckpointError, ConfigError
 from lit_codellama.model import Llama
+from lit_codellama.tokenizer import Tokenizer
 from lit_codellama.training.optim import cosine_with_warmup, param_groups
 
 IGNORE_INDEX = -100
@@ -49,7 +52,8 @@ class LanguageModelingMetrics(Metric):
         self.add_state("nats", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("tokens", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("bytes", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
-        self.register_buffer("byte_lengths", None if byte_lengths is None else torch.tensor(byte_lengths))
+        lengths = None if byte_lengths is None else torch.tensor(byte_lengths)
+        self.register_buffer("byte_lengths", lengths, persistent=False)
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         targets = labels[labels != IGNORE_INDEX]
@@ -79,6 +83,7 @@ class CodeLlamaLM(L.LightningModule):
         lr, min_lr_ratio, warmup_steps: peak learning rate, final LR as a fraction of it, linear warm-up steps.
         decay_steps: where the cosine reaches `lr * min_lr_ratio`; default `trainer.max_steps`.
         betas, eps, weight_decay: AdamW's; no decay on embeddings and norms (Llama 2's eps and decay).
+        activation_checkpointing: recompute each block's activations in the backward pass (long contexts).
         compile: `torch.compile` the model's forward in place (checkpoint keys are unchanged).
     """
 
@@ -94,6 +99,7 @@ class CodeLlamaLM(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.95),
         eps: float = 1e-5,
         weight_decay: float = 0.1,
+        activation_checkpointing: bool = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
@@ -119,11 +125,18 @@ class CodeLlamaLM(L.LightningModule):
 
             with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=0):
                 self.model.init_weights()
+        if self.hparams.activation_checkpointing:
+            # Wrap each block's forward rather than the block (torch's CheckpointWrapper): no new module is created
+            # inside zero.Init, and state-dict keys stay those of `Llama`.
+            for block in self.model.layers:
+                block.forward = partial(torch.utils.checkpoint.checkpoint, block.forward, use_reentrant=False)
         if self.hparams.compile:
             self.model.compile()
 
     def setup(self, stage: str) -> None:
         tokenizer = getattr(self.trainer.datamodule, "tokenizer", None)
+        if self.hparams.init_checkpoint and tokenizer is not None:
+            _check_same_tokenizer(Path(self.hparams.init_checkpoint), tokenizer)
         self.val_metrics = LanguageModelingMetrics(None if tokenizer is None else tokenizer.byte_lengths)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -152,7 +165,7 @@ class CodeLlamaLM(L.LightningModule):
         decay_steps = hp.decay_steps or self.trainer.max_steps
         if decay_steps <= 0:
             raise ValueError("the LR schedule needs a length: set trainer.max_steps (or model.decay_steps)")
-        optimizer = torch.optim.AdamW(
+        optimizer = self._adamw()(
             param_groups(self.model, hp.weight_decay), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps
         )
         schedule = partial(
@@ -160,6 +173,15 @@ class CodeLlamaLM(L.LightningModule):
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _adamw(self) -> Callable[..., torch.optim.Optimizer]:
+        # ZeRO-Offload keeps optimizer states in CPU memory, where DeepSpeed's vectorised CPU Adam is the fast one.
+        zero = (getattr(self.trainer.strategy, "config", None) or {}).get("zero_optimization", {})
+        if zero.get("offload_optimizer", {}).get("device") in ("cpu", "nvme"):
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            return partial(DeepSpeedCPUAdam, adamw_mode=True)
+        return partial(torch.optim.AdamW, fused=self.device.type == "cuda")
 
     @property
     def flops_per_batch(self) -> int | None:
@@ -174,9 +196,13 @@ class CodeLlamaLM(L.LightningModule):
         loss_fn = (lambda y: y.sum()) if self.training else None
         self._flops[self.training] = measure_flops(model, lambda: model(x), loss_fn)
 
+    def _read_weights(self, path: Path) -> dict[str, torch.Tensor]:
+        state, _ = read_checkpoint(path)
+        return _grow_vocabulary(state, self.model_config.vocab_size, path)
+
     def _load_weights(self, path: Path) -> None:
         if not _is_partitioned(self.model):
-            state, _ = read_checkpoint(path)
+            state = self._read_weights(path)
             check_state_dict(state, self.model, path)
             self.model.load_state_dict(state)
             return
@@ -187,7 +213,7 @@ class CodeLlamaLM(L.LightningModule):
         error = None
         if strategy.is_global_zero:
             try:
-                state, _ = read_checkpoint(path)
+                state = self._read_weights(path)
                 check_state_dict(state, _FullShapes(self.model), path)
             except CheckpointError as e:
                 error = str(e)
@@ -198,6 +224,32 @@ class CodeLlamaLM(L.LightningModule):
             with deepspeed.zero.GatheredParameters([param], modifier_rank=0):
                 if strategy.is_global_zero:
                     param.data.copy_(state[name])
+
+
+def _check_same_tokenizer(checkpoint: Path, tokenizer: Tokenizer) -> None:
+    """The data must be tokenized as the starting weights were trained. Extra pieces after the checkpoint's are
+    fine (Code Llama extends Llama 2's vocabulary); a checkpoint without a `tokenizer.model` beside it is trusted."""
+    saved = checkpoint / "tokenizer.model"
+    if not saved.is_file():
+        return
+    trained_with = Tokenizer(saved)
+    pieces = trained_with.processor.id_to_piece(list(range(trained_with.vocab_size)))
+    if pieces != tokenizer.processor.id_to_piece(list(range(min(len(pieces), tokenizer.vocab_size)))):
+        raise ConfigError(
+            f"model.init_checkpoint {checkpoint} was trained with the tokenizer {saved}, but the data is tokenized by "
+            f"{tokenizer.path}, whose pieces differ; build the corpus with `tokenizer: {{path: {saved}}}` in its recipe"
+        )
+
+
+def _grow_vocabulary(state: dict[str, torch.Tensor], vocab_size: int, source: Path) -> dict[str, torch.Tensor]:
+    """Code Llama adds infilling tokens to Llama 2's vocabulary (32,000 -> 32,016): rows the base checkpoint
+    lacks start at the mean of its rows. Any other vocabulary mismatch is left to the shape check."""
+    for name in ("tok_embeddings.weight", "output.weight"):
+        rows = state.get(name)
+        if rows is not None and len(rows) < vocab_size:
+            rank_zero_info(f"{source}: {name} has {len(rows)} rows; rows {len(rows)}..{vocab_size - 1} start at their mean")
+            state[name] = torch.cat([rows, rows.mean(0, keepdim=True).expand(vocab_size - len(rows), -1)])
+    return state
 
 
 def _is_partitioned(model: torch.nn.Module) -> bool:

@@ -1,0 +1,150 @@
+"""End-to-end `fit` on one CPU process: what a run directory holds, stage chaining, failure modes."""
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import REPO, tiny_config
+from probes import PoisonAtStep
+
+from lit_codellama.errors import CheckpointError, ConfigError
+from lit_codellama.model import Llama
+from lit_codellama.training import train
+from lit_codellama.training.callbacks import NonFiniteLossError
+from lit_codellama.training.cli import main
+
+
+@pytest.fixture(scope="module")
+def run(corpus_dir, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("fit") / "run"
+    model_dir = train(tiny_config(corpus_dir, run_dir, max_steps=8), run_dir=run_dir)
+    assert model_dir == run_dir / "model"
+    return run_dir
+
+
+def test_run_directory_holds_config_metadata_logs_checkpoints_and_model(run):
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["trainer"]["max_steps"] == 8 and config["data"]["init_args"]["fim_rate"] == 0.5
+    hparams = yaml.safe_load((run / "hparams.yaml").read_text())
+    assert hparams["vocab_size"] == 512  # linked from the data's tokenizer
+    metadata = json.loads((run / "run.json").read_text())
+    assert metadata["seed"] == 1234 and len(metadata["git_commit"]) == 40
+    assert metadata["versions"]["lightning"] and metadata["world_size"] == 1
+    assert list(run.glob("events.out.tfevents.*"))
+    names = {p.name for p in (run / "checkpoints").iterdir()}
+    assert {"step=2.ckpt", "step=4.ckpt", "step=6.ckpt", "step=8.ckpt", "last.ckpt", "final.ckpt"} <= names
+    assert {p.name for p in (run / "model").iterdir()} == {"model_config.yaml", "model.safetensors", "tokenizer.model"}
+
+
+def test_loss_falls_and_validation_reports_loss_perplexity_bits_per_byte_and_throughput(run):
+    metrics = pd.read_csv(run / "metrics.csv")
+    train_loss = metrics.dropna(subset=["train/loss"])
+    assert list(train_loss["step"]) == list(range(8))
+    assert train_loss["train/loss"].iloc[-1] < train_loss["train/loss"].iloc[0] - 0.5
+    val = metrics.dropna(subset=["val/loss"])
+    assert len(val) == 2  # every 4 steps
+    assert val["val/ppl"].tolist() == pytest.approx([math.exp(v) for v in val["val/loss"]], rel=1e-5)
+    assert (val["val/bpb"] > 0).all() and (val["val/bpb"] < val["val/loss"] / math.log(2)).all()  # > 1 byte/token
+    tokens_per_s = metrics["train/device/items_per_sec"].dropna()
+    assert len(tokens_per_s) and (tokens_per_s > 0).all()
+    assert (metrics["train/device/mfu"].dropna().between(0, 1, inclusive="neither")).all()
+
+
+def test_lightning_checkpoint_and_exported_model_hold_the_same_weights(run):
+    checkpoint = torch.load(run / "checkpoints" / "final.ckpt", weights_only=False)
+    assert checkpoint["hyper_parameters"]["model_config"] == yaml.safe_load((run / "model/model_config.yaml").read_text())
+    assert all(k.startswith("model.") for k in checkpoint["state_dict"])
+    from_checkpoint, exported = Llama.from_pretrained(run / "checkpoints" / "final.ckpt"), Llama.from_pretrained(run / "model")
+    for (name, a), (_, b) in zip(from_checkpoint.state_dict().items(), exported.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_next_stage_starts_from_the_exported_weights_with_a_new_rope_base(run, corpus_dir, tmp_path):
+    config = tiny_config(corpus_dir, tmp_path / "lcft", max_steps=1)
+    config["model"].update(init_checkpoint=str(run / "model"), lr=1e-12, warmup_steps=1,
+                           model_config={"preset": "cl-1m", "rope_theta": 1e6, "block_size": 128})
+    config["data"]["seq_len"] = 128
+    model_dir = train(config)
+    before, after = Llama.from_pretrained(run / "model"), Llama.from_pretrained(model_dir)
+    assert after.config.rope_theta == 1e6 and after.config.block_size == 128
+    for (name, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # one step at lr 1e-12
+
+
+def test_a_starting_checkpoint_of_another_shape_names_the_tensor(run, corpus_dir, tmp_path):
+    config = tiny_config(corpus_dir, tmp_path / "wider")
+    config["model"].update(init_checkpoint=str(run / "model"), model_config={"preset": "cl-1m", "intermediate_size": 128})
+    with pytest.raises(CheckpointError, match=r"layers\.0\.feed_forward\.w13\.weight has shape \(512, 96\).*\(256, 96\)"):
+        train(config)
+
+
+def test_data_tokenized_differently_from_the_starting_checkpoint_is_refused(run, corpus_dir, tmp_path):
+    other = tmp_path / "other-tokenizer"
+    other.mkdir()
+    (other / "model_config.yaml").write_text((run / "model/model_config.yaml").read_text())
+    (other / "model.safetensors").write_bytes((run / "model/model.safetensors").read_bytes())
+    from lit_codellama.tokenizer import train_tokenizer
+
+    train_tokenizer(["def f(x):\n    return x + 1\n" * 50, "class A:\n    pass\n" * 50], other / "tokenizer", vocab_size=300)
+    (other / "tokenizer.model").rename(other / "tokenizer.model.tmp")
+    (other / "tokenizer.model.tmp").rename(other / "tokenizer.model")
+    config = tiny_config(corpus_dir, tmp_path / "mismatch")
+    config["model"]["init_checkpoint"] = str(other)
+    with pytest.raises(ConfigError, match="was trained with the tokenizer"):
+        train(config)
+
+
+def test_non_finite_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(corpus_dir, tmp_path):
+    run_dir = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match=r"at step 5.*Last good checkpoint: .*last\.ckpt"):
+        train(tiny_config(corpus_dir, run_dir), callbacks=[PoisonAtStep(5)])
+    names = {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert names == {"step=2.ckpt", "step=4.ckpt", "last.ckpt"}
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 4
+    assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+    assert not (run_dir / "model").exists()
+
+
+def test_unknown_config_key_names_the_closest_and_lists_the_valid_keys(corpus_dir, tmp_path):
+    config = tiny_config(corpus_dir, tmp_path / "typo")
+    config["model"]["lrr"] = config["model"].pop("lr")
+    with pytest.raises(ConfigError, match=r"unknown config key 'model\.lrr'\. Did you mean model\.lr.*Valid keys under 'model': .*model\.warmup_steps"):
+        train(config)
+    config = tiny_config(corpus_dir, tmp_path / "typo")
+    config["data"]["fim_ratee"] = 0.5
+    with pytest.raises(ConfigError, match=r"unknown config key 'data\.fim_ratee'\. Did you mean data\.fim_rate"):
+        train(config)
+
+
+STAGES = sorted((REPO / "configs" / "train").glob("*.yaml"))
+OVERLAYS = sorted((REPO / "configs" / "train" / "strategy").glob("*.yaml"))
+
+
+def resolve(*configs: Path, capsys) -> dict:
+    """The config `fit` would run (`--print_config` parses and validates every key, instantiates nothing)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", *(arg for config in configs for arg in ("--config", str(config))), "--print_config"])
+    assert exit_.value.code in (0, None)
+    out = capsys.readouterr().out
+    return yaml.safe_load(out[out.index("seed_everything:"):])  # after any import-time log lines
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda p: p.stem)
+def test_shipped_stage_configs_are_valid(stage, capsys):
+    resolved = resolve(stage, capsys=capsys)
+    assert resolved["trainer"]["max_steps"] > 0 and resolved["trainer"]["gradient_clip_val"] == 1.0
+    assert resolved["data"]["class_path"].startswith("lit_codellama.")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.stem)
+def test_strategy_overlays_switch_the_strategy_of_a_stage(overlay, capsys):
+    resolved = resolve(REPO / "configs/train/code-7b.yaml", overlay, capsys=capsys)
+    assert resolved["trainer"]["strategy"] == yaml.safe_load(overlay.read_text())["trainer"]["strategy"] | {
+        "init_args": resolved["trainer"]["strategy"]["init_args"]
+    }
+    assert resolved["model"]["lr"] == 3e-4 and resolved["trainer"]["max_steps"] == 125_000
