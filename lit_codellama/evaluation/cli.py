@@ -135,6 +135,9 @@ def _language_data(args: argparse.Namespace) -> dict[str, str]:
     pairs = [item.split("=", 1) for item in args.data]
     if any(len(pair) != 2 for pair in pairs):
         raise EvalInputError(f"--data takes LANG=PATH, got {args.data}")
+    unknown = sorted({language for language, _ in pairs} - set(args.languages.split(",")))
+    if unknown:
+        raise EvalInputError(f"--data names languages {unknown} that are not in --languages {args.languages}")
     return dict(pairs)
 
 

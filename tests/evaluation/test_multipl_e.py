@@ -65,7 +65,8 @@ def write_problems(tmp_path, language):
 
 @pytest.mark.parametrize("language", PAPER_LANGUAGES)
 def test_right_program_passes_and_wrong_one_fails(language, tmp_path):
-    assert LANGUAGES[language].missing_toolchain() is None, "CI must install every paper language's toolchain"
+    missing = LANGUAGES[language].missing_toolchain()
+    assert missing is None, f"the test machine needs every paper language's toolchain: {missing}"
     [problem] = multipl_e_problems(language, write_problems(tmp_path, language))
     _, _, _, right, wrong = PROBLEMS[language]
     summary = score_samples(f"multipl-e-{language}", [problem],

@@ -65,6 +65,13 @@ def test_file_size_limit(sandbox):
     assert result.status == "failed" and "File too large" in result.output
 
 
+def test_private_directories_have_a_size_limit(sandbox):
+    fill = "import os\nfor i in range(100):\n    open(f'{d}/f{i}', 'wb').write(b'x' * (1 << 20))\n"
+    for directory in ("/work", "/tmp"):
+        result = run(sandbox, fill.replace("{d}", directory), tmpfs_mb=4)
+        assert result.status == "failed" and "No space left on device" in result.output, directory
+
+
 def test_output_flood_is_capped_and_the_harness_keeps_only_the_tail(sandbox):
     result = run(sandbox, "import sys\nwhile True: sys.stdout.write('y' * 65536)", file_mb=2, output_bytes=1000)
     assert result.status == "failed"  # the write past the file-size limit fails (EFBIG), the program dies
