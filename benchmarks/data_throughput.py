@@ -91,23 +91,40 @@ def main() -> None:
 
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-                   f"{torch.get_num_threads()}",
-        "corpus": {"recipe": recipe.name, "max_bytes": recipe.max_bytes, "documents": report["documents"],
-                   "tokens": report["tokens"], "build_s": round(build_s, 1), "seconds": report["seconds"],
-                   "dedup_docs_per_s": round(report["dedup_docs_per_s"], 1)},
-        "loader": {"seq_len": args.seq_len, "batch_size": args.batch_size, "fim_rate": args.fim_rate,
-                   "fim_level": "document", "num_workers": 0, "fim_share_delivered": round(share, 3),
-                   "tokens_per_s": round(statistics.median(loader))},
-        "training": {"model": "cl-10m", "params": sum(p.numel() for p in model.parameters()),
-                     "tokens_per_s": round(statistics.median(train))},
+        f"{torch.get_num_threads()}",
+        "corpus": {
+            "recipe": recipe.name,
+            "max_bytes": recipe.max_bytes,
+            "documents": report["documents"],
+            "tokens": report["tokens"],
+            "build_s": round(build_s, 1),
+            "seconds": report["seconds"],
+            "dedup_docs_per_s": round(report["dedup_docs_per_s"], 1),
+        },
+        "loader": {
+            "seq_len": args.seq_len,
+            "batch_size": args.batch_size,
+            "fim_rate": args.fim_rate,
+            "fim_level": "document",
+            "num_workers": 0,
+            "fim_share_delivered": round(share, 3),
+            "tokens_per_s": round(statistics.median(loader)),
+        },
+        "training": {
+            "model": "cl-10m",
+            "params": sum(p.numel() for p in model.parameters()),
+            "tokens_per_s": round(statistics.median(train)),
+        },
     }
     result["headroom"] = round(result["loader"]["tokens_per_s"] / result["training"]["tokens_per_s"], 1)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     verdict = "meets" if result["headroom"] >= 20 else "MISSES"
-    print(f"loader {result['loader']['tokens_per_s']:,} tok/s vs cl-10m training {result['training']['tokens_per_s']:,}"
-          f" tok/s: {result['headroom']}x headroom ({verdict} the 20x goal)")
+    print(
+        f"loader {result['loader']['tokens_per_s']:,} tok/s vs cl-10m training {result['training']['tokens_per_s']:,}"
+        f" tok/s: {result['headroom']}x headroom ({verdict} the 20x goal)"
+    )
 
 
 if __name__ == "__main__":

@@ -20,13 +20,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser(
-        "build", help="build a corpus (documents, tokenizer, tokenized shards, manifest, report) from a recipe",
+        "build",
+        help="build a corpus (documents, tokenizer, tokenized shards, manifest, report) from a recipe",
         description="Build a corpus; building the same recipe into the same --out again is a cache hit.",
     )
     recipes = ", ".join(sorted(p.stem for p in RECIPE_DIR.glob("*.yaml")))
     build.add_argument("--recipe", default="default", help=f"a recipe YAML, or a built-in name ({recipes})")
-    build.add_argument("--out", type=Path, help="output dir (default: $LIT_CODELLAMA_DATA or ~/.cache/lit_codellama/"
-                                                "corpora/<name>-<fingerprint>)")
+    build.add_argument(
+        "--out",
+        type=Path,
+        help="output dir (default: $LIT_CODELLAMA_DATA or ~/.cache/lit_codellama/corpora/<name>-<fingerprint>)",
+    )
     build.add_argument("--max-bytes", type=int, help="override the recipe's cap on the text read, in bytes")
     build.add_argument("--num-proc", type=int, help="worker processes (default: all cores)")
     stats = commands.add_parser("stats", help="print a built corpus's report")
@@ -57,23 +61,32 @@ def summary(report: dict[str, Any], path: Path) -> str:
     mix = report["mix"]
     lines = [
         f"corpus {report['name']} at {path} (recipe fingerprint {report['fingerprint'][:12]})",
-        f"  {report['documents']:,} documents, {report['tokens']:,} tokens, {report['bytes']:,} bytes, "
-        f"vocab {report['vocab_size']:,}; built in {report['seconds']['total']:.0f} s",
+        (
+            f"  {report['documents']:,} documents, {report['tokens']:,} tokens, {report['bytes']:,} bytes, "
+            f"vocab {report['vocab_size']:,}; built in {report['seconds']['total']:.0f} s"
+        ),
         f"  mix (tokens), target -> achieved; limited by {mix['limited_by']!r}:",
-        *(f"    {s:<20} {mix['target'][s]:6.1%} -> {mix['achieved'][s]:6.1%}  ({mix['tokens'][s]:,} tokens)"
-          for s in mix["target"]),
+        *(
+            f"    {s:<20} {mix['target'][s]:6.1%} -> {mix['achieved'][s]:6.1%}  ({mix['tokens'][s]:,} tokens)"
+            for s in mix["target"]
+        ),
         "  sources (candidate files, files read, skipped):",
-        *(f"    {s:<20} {v['candidates']:,} candidates, {v['read']:,} read, skipped {v['skipped'] or 'none'}"
-          + (f", missing roots {v['missing_roots']}" if v["missing_roots"] else "")
-          for s, v in report["sources"].items()),
+        *(
+            f"    {s:<20} {v['candidates']:,} candidates, {v['read']:,} read, skipped {v['skipped'] or 'none'}"
+            + (f", missing roots {v['missing_roots']}" if v["missing_roots"] else "")
+            for s, v in report["sources"].items()
+        ),
         f"  removed (of {report['collected_documents']:,} documents collected):",
-        *(f"    {step:<20} {r['documents']:,} documents, {r['tokens']:,} tokens, {r['bytes']:,} bytes"
-          for step, r in report["removed"].items()),
+        *(
+            f"    {step:<20} {r['documents']:,} documents, {r['tokens']:,} tokens, {r['bytes']:,} bytes"
+            for step, r in report["removed"].items()
+        ),
         "  decontamination:",
         *(f"    {bench:<20} {status}" for bench, status in report["decontamination"].items()),
-        "  languages (documents, tokens): " + ", ".join(
-            f"{lang} {v['documents']:,}/{v['tokens']:,}" for lang, v in report["languages"].items()),
-        "  seconds: " + ", ".join(f"{step} {s:.1f}" for step, s in report["seconds"].items())
+        "  languages (documents, tokens): "
+        + ", ".join(f"{lang} {v['documents']:,}/{v['tokens']:,}" for lang, v in report["languages"].items()),
+        "  seconds: "
+        + ", ".join(f"{step} {s:.1f}" for step, s in report["seconds"].items())
         + (f"; dedup {report['dedup_docs_per_s']:,.0f} documents/s" if report["dedup_docs_per_s"] else ""),
     ]
     return "\n".join(lines)

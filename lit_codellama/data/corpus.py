@@ -25,7 +25,6 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +53,11 @@ class Corpus:
     path: Path
     report: dict[str, Any]
 
-    @cached_property
+    @functools.cached_property
     def documents(self) -> datasets.Dataset:
         return datasets.load_from_disk(str(self.path / DOCUMENTS))
 
-    @cached_property
+    @functools.cached_property
     def tokenizer(self) -> Tokenizer:
         return Tokenizer(self.path / TOKENIZER)
 
@@ -183,6 +182,50 @@ class _Build:
     def _collect_source(self, source: Source, budget: float | None) -> datasets.Dataset:
         """Documents of one source in a seeded random order, until `budget` bytes of text (or all of them)."""
         recipe = self.recipe
+        candidates = self._candidates(source)
+        skipped = Counter({"huge": sum(c["size"] > recipe.max_file_bytes for c in candidates)})
+        candidates = [c for c in candidates if c["size"] <= recipe.max_file_bytes]
+        missing = [str(r) for i in source.inputs if i.kind != "hub" for r in i.expanded_roots() if not r.is_dir()]
+        if missing:
+            warnings.warn(f"recipe {recipe.name!r}, source {source.name!r}: roots {missing} do not exist; skipped")
+        parts, got, read_bytes, pos = [], 0, 0, 0
+        while pos < len(candidates) and (budget is None or got < budget):
+            # Read what the budget still needs, scaled up by how few of the bytes read so far became text
+            # (a docstrings document is a fraction of its file).
+            text_share = max(got / read_bytes, 0.05) if read_bytes else 1.0
+            want = float("inf") if budget is None else (budget - got) / text_share
+            end, size = pos, 0
+            while end < len(candidates) and (end == pos or size < want):
+                size += candidates[end]["size"]
+                end += 1
+            docs = self._map(
+                datasets.Dataset.from_list(candidates[pos:end]),
+                read_batch,
+                f"read {source.name}",
+                fn_kwargs={"max_file_bytes": recipe.max_file_bytes, "max_line_chars": recipe.max_line_chars},
+            )
+            skips = docs["skip"]
+            skipped.update(s for s in skips if s)
+            parts.append(docs.select([i for i, s in enumerate(skips) if s is None]))
+            got += sum(parts[-1]["size"])
+            read_bytes += size
+            pos = end
+        for inp in source.inputs:
+            if inp.kind == "hub":
+                part, got = self._collect_hub(source, inp, budget, got, skipped)
+                parts.append(part)
+        self.sources[source.name] = {
+            "candidates": len(candidates) + skipped["huge"],
+            "read": pos,
+            "missing_roots": missing,
+            "skipped": {reason: skipped[reason] for reason in SKIP_REASONS if skipped[reason]},
+        }
+        columns = ["path", "size", "language", "text", "sha256"]
+        parts = [p.select_columns(columns) for p in parts if len(p)]
+        return datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({c: [] for c in columns})
+
+    def _candidates(self, source: Source) -> list[dict[str, Any]]:
+        """The files of a source's local inputs (each once), in the order drawn from the recipe's seed."""
         candidates: dict[str, dict[str, Any]] = {}
         for inp in source.inputs:
             if inp.kind != "hub":
@@ -190,43 +233,8 @@ class _Build:
                     language = inp.language or ("docstring" if inp.kind == "docstrings" else language_of(path))
                     candidates.setdefault(path, {"path": path, "size": size, "kind": inp.kind, "language": language})
         order = list(candidates.values())
-        random.Random(f"{recipe.seed}:{source.name}").shuffle(order)
-        skipped = Counter({"huge": sum(c["size"] > recipe.max_file_bytes for c in order)})
-        order = [c for c in order if c["size"] <= recipe.max_file_bytes]
-        missing = [str(r) for i in source.inputs if i.kind != "hub" for r in i.expanded_roots() if not r.is_dir()]
-        if missing:
-            warnings.warn(f"recipe {recipe.name!r}, source {source.name!r}: roots {missing} do not exist; skipped")
-        stats = self.sources[source.name] = {"candidates": len(candidates), "read": 0, "skipped": skipped,
-                                             "missing_roots": missing}
-
-        parts, got, read_bytes, pos = [], 0, 0, 0
-        while pos < len(order) and (budget is None or got < budget):
-            # Read what the budget still needs, scaled up by how few of the bytes read so far became text
-            # (a docstrings document is a fraction of its file).
-            text_share = max(got / read_bytes, 0.05) if read_bytes else 1.0
-            want = float("inf") if budget is None else (budget - got) / text_share
-            end, size = pos, 0
-            while end < len(order) and (end == pos or size < want):
-                size += order[end]["size"]
-                end += 1
-            docs = self._map(datasets.Dataset.from_list(order[pos:end]), read_batch, f"read {source.name}",
-                             fn_kwargs={"max_file_bytes": recipe.max_file_bytes, "max_line_chars": recipe.max_line_chars})
-            skips = docs["skip"]
-            skipped.update(s for s in skips if s)
-            docs = docs.select([i for i, s in enumerate(skips) if s is None])
-            parts.append(docs)
-            got += sum(docs["size"])
-            read_bytes += size
-            pos = end
-        stats["read"] = pos
-        for inp in source.inputs:
-            if inp.kind == "hub":
-                part, got = self._collect_hub(source, inp, budget, got, skipped)
-                parts.append(part)
-        stats["skipped"] = {reason: skipped[reason] for reason in SKIP_REASONS if skipped[reason]}
-        columns = ["path", "size", "language", "text", "sha256"]
-        parts = [p.select_columns(columns) for p in parts if len(p)]
-        return datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({c: [] for c in columns})
+        random.Random(f"{self.recipe.seed}:{source.name}").shuffle(order)
+        return order
 
     def _collect_hub(self, source: Source, inp, budget: float | None, got: int, skipped: Counter):
         documents = hub_rows(source, inp, self.recipe.max_file_bytes, self.recipe.max_line_chars)
@@ -268,8 +276,12 @@ class _Build:
         texts, status = benchmark_texts(cfg)
         alive = _alive(removed_by)
         if texts:
-            checked = self._map(docs.select(alive).select_columns(["text"]), Contamination(texts, cfg.ngram),
-                                "decontaminate", remove_columns=["text"])
+            checked = self._map(
+                docs.select(alive).select_columns(["text"]),
+                Contamination(texts, cfg.ngram),
+                "decontaminate",
+                remove_columns=["text"],
+            )
             for i, bench in zip(alive, checked["contaminated"]):
                 if bench:
                     removed_by[i] = "decontamination"
@@ -298,7 +310,8 @@ class _Build:
         achieved shares are further than MIX_TOLERANCE from the weights (sources of few, large documents)."""
         weights = self.recipe.weights
         alive = _alive(removed_by)
-        sources, tokens = docs.select(alive)["source"], docs.select(alive)["num_tokens"]
+        alive_docs = docs.select(alive)
+        sources, tokens = alive_docs["source"], alive_docs["num_tokens"]
         available = Counter()
         for s, n in zip(sources, tokens):
             available[s] += n
@@ -318,9 +331,11 @@ class _Build:
             if error <= MIX_TOLERANCE:
                 break
         if best is None:
-            raise DataError(f"recipe {self.recipe.name!r}: no documents of source {limited_by!r} are left after "
-                            f"deduplication and decontamination ({_removals(docs, removed_by, self.steps)})")
-        error, taken, keep = best
+            raise DataError(
+                f"recipe {self.recipe.name!r}: no documents of source {limited_by!r} are left after "
+                f"deduplication and decontamination ({_removals(docs, removed_by, self.steps)})"
+            )
+        _, taken, keep = best
         removed_by[[i for i, k in zip(alive, keep) if not k]] = "mixture"
         return {
             "target": weights,
@@ -333,8 +348,9 @@ class _Build:
         kept = kept.select_columns(["text", "input_ids", "num_tokens", "source", "language", "path", "sha256", "size"])
         kept.save_to_disk(str(self.out / DOCUMENTS), max_shard_size="100MB")
         with open(self.out / MANIFEST, "w") as f:
-            for row in kept.select_columns(["path", "size", "sha256", "language", "source"]):
-                f.write(json.dumps(row) + "\n")
+            f.writelines(
+                json.dumps(row) + "\n" for row in kept.select_columns(["path", "size", "sha256", "language", "source"])
+            )
         shutil.rmtree(self.out / ".cache", ignore_errors=True)
 
 

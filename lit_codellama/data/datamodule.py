@@ -112,11 +112,14 @@ class CodeDataModule(L.LightningDataModule):
         if not self._train_docs:
             raise DataError(
                 f"corpus {self.corpus.path} has no training documents with val_fraction={self.val_fraction} and "
-                f"min_doc_tokens={self.min_doc_tokens} (it has {len(sha)} documents); lower them or build a larger corpus"
+                f"min_doc_tokens={self.min_doc_tokens} (it has {len(sha)} documents); lower them or build a larger "
+                "corpus"
             )
         if self.fim_rate > 0 and not self.tokenizer.has_infilling:
-            raise ConfigError(f"CodeDataModule: fim_rate={self.fim_rate} but the tokenizer of {self.corpus.path} has no "
-                              "infilling pieces; use fim_rate=0 or a corpus whose tokenizer has them")
+            raise ConfigError(
+                f"CodeDataModule: fim_rate={self.fim_rate} but the tokenizer of {self.corpus.path} has no "
+                "infilling pieces; use fim_rate=0 or a corpus whose tokenizer has them"
+            )
         self._val_docs = sorted(val, key=lambda i: sha[i])  # an order that does not depend on the build
         self._reader = DocumentReader(self.corpus.path, self.seq_len, self.seed)
         self._val = validation_contexts(self._reader, self._val_docs) if val else torch.empty(0, self.seq_len + 1)
@@ -139,17 +142,27 @@ class CodeDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._rank_and_world_size()
         self._check_resumable(world_size)
-        if self.trainer is not None and self.trainer.max_steps == -1 and not any(
-            isinstance(c, Timer) for c in self.trainer.callbacks
+        if (
+            self.trainer is not None
+            and self.trainer.max_steps == -1
+            and not any(isinstance(c, Timer) for c in self.trainer.callbacks)
         ):
             raise ConfigError("CodeDataModule streams training data without end; set Trainer(max_steps=...)")
         stream = TrainStream(
-            self._reader, self._train_docs, fim_rate=self.fim_rate, spm_rate=self.spm_rate, fim_level=self.fim_level,
-            rank=rank, world_size=world_size, batch_size=self.batch_size, start_batch=self.batches_consumed,
+            self._reader,
+            self._train_docs,
+            fim_rate=self.fim_rate,
+            spm_rate=self.spm_rate,
+            fim_level=self.fim_level,
+            rank=rank,
+            world_size=world_size,
+            batch_size=self.batch_size,
+            start_batch=self.batches_consumed,
         )
         self._world_size = world_size
-        return DataLoader(stream, batch_size=self.batch_size, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            stream, batch_size=self.batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_Contexts(self._val), batch_size=self.batch_size, num_workers=self.num_workers)
@@ -177,9 +190,17 @@ class CodeDataModule(L.LightningDataModule):
 
     def _layout(self, world_size: int | None) -> dict[str, Any]:
         """What must not change for batch n of a resumed run to be batch n of the original one."""
-        return {"seed": self.seed, "batch_size": self.batch_size, "seq_len": self.seq_len, "world_size": world_size,
-                "num_workers": self.num_workers, "fim_rate": self.fim_rate, "spm_rate": self.spm_rate,
-                "fim_level": self.fim_level, "corpus": self.corpus.report["fingerprint"]}
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "world_size": world_size,
+            "num_workers": self.num_workers,
+            "fim_rate": self.fim_rate,
+            "spm_rate": self.spm_rate,
+            "fim_level": self.fim_level,
+            "corpus": self.corpus.report["fingerprint"],
+        }
 
     def _check_resumable(self, world_size: int) -> None:
         if self._loaded_state is None:

@@ -53,11 +53,19 @@ def _mbpp_problems(where: str) -> list[dict]:
     path = Path(where)
     try:
         raw = path.read_text(encoding="utf-8")
-        problems = json.loads(raw) if path.suffix == ".json" else [json.loads(line) for line in raw.splitlines() if line.strip()]
+        problems = (
+            json.loads(raw)
+            if path.suffix == ".json"
+            else [json.loads(line) for line in raw.splitlines() if line.strip()]
+        )
     except (OSError, ValueError) as e:
-        raise DataError(f"decontamination.mbpp: cannot read {path} ({e}); give mbpp.jsonl, sanitized-mbpp.json or `hub`") from e
+        raise DataError(
+            f"decontamination.mbpp: cannot read {path} ({e}); give mbpp.jsonl, sanitized-mbpp.json or `hub`"
+        ) from e
     if not problems or any("code" not in p for p in problems):
-        raise DataError(f"decontamination.mbpp: {path} has no MBPP problems (rows with `code`); give mbpp.jsonl or `hub`")
+        raise DataError(
+            f"decontamination.mbpp: {path} has no MBPP problems (rows with `code`); give mbpp.jsonl or `hub`"
+        )
     return problems
 
 

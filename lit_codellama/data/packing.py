@@ -78,7 +78,9 @@ def split_lines(text: str, ids: Sequence[int], newline_id: int, max_tokens: int)
             pieces.append(text[char:end_char])
         else:  # the line starting here is longer than a piece
             k = int(np.searchsorted(newline_tokens, token))
-            end_token, end_char = (int(newline_tokens[k]) + 1, newline_chars[k] + 1) if k < len(newline_chars) else (len(ids), len(text))
+            end_token, end_char = (
+                (int(newline_tokens[k]) + 1, newline_chars[k] + 1) if k < len(newline_chars) else (len(ids), len(text))
+            )
             pieces += split_document(text[char:end_char], end_token - token, max_tokens)
         token, char = end_token, end_char
     if char < len(text):
@@ -187,9 +189,19 @@ class TrainStream(IterableDataset):
     the shard of the worker that was due next, and each skips the contexts its shard had already delivered.
     """
 
-    def __init__(self, reader: DocumentReader, docs: Sequence[int], *, fim_rate: float = 0.0, spm_rate: float = 0.5,
-                 fim_level: str = "document", rank: int = 0, world_size: int = 1, batch_size: int = 1,
-                 start_batch: int = 0):
+    def __init__(
+        self,
+        reader: DocumentReader,
+        docs: Sequence[int],
+        *,
+        fim_rate: float = 0.0,
+        spm_rate: float = 0.5,
+        fim_level: str = "document",
+        rank: int = 0,
+        world_size: int = 1,
+        batch_size: int = 1,
+        start_batch: int = 0,
+    ):
         self.reader, self.docs = reader, np.asarray(docs)
         self.fim_rate, self.spm_rate, self.fim_level = fim_rate, spm_rate, fim_level
         self.rank, self.world_size, self.batch_size, self.start_batch = rank, world_size, batch_size, start_batch

@@ -18,12 +18,41 @@ from typing import Any
 from lit_codellama.data.recipe import DataError, Input, Source
 
 LANGUAGES = {
-    ".py": "python", ".pyx": "cython", ".pxd": "cython", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp",
-    ".cxx": "cpp", ".hh": "cpp", ".hpp": "cpp", ".hxx": "cpp", ".java": "java", ".js": "javascript",
-    ".mjs": "javascript", ".cjs": "javascript", ".ts": "typescript", ".tsx": "typescript", ".php": "php",
-    ".cs": "csharp", ".sh": "bash", ".bash": "bash", ".go": "go", ".rs": "rust", ".rb": "ruby", ".scala": "scala",
-    ".kt": "kotlin", ".swift": "swift", ".lua": "lua", ".pl": "perl", ".r": "r", ".jl": "julia", ".sql": "sql",
-    ".md": "markdown", ".rst": "restructuredtext", ".txt": "text",
+    ".py": "python",
+    ".pyx": "cython",
+    ".pxd": "cython",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".cxx": "cpp",
+    ".hh": "cpp",
+    ".hpp": "cpp",
+    ".hxx": "cpp",
+    ".java": "java",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".php": "php",
+    ".cs": "csharp",
+    ".sh": "bash",
+    ".bash": "bash",
+    ".go": "go",
+    ".rs": "rust",
+    ".rb": "ruby",
+    ".scala": "scala",
+    ".kt": "kotlin",
+    ".swift": "swift",
+    ".lua": "lua",
+    ".pl": "perl",
+    ".r": "r",
+    ".jl": "julia",
+    ".sql": "sql",
+    ".md": "markdown",
+    ".rst": "restructuredtext",
+    ".txt": "text",
 }
 BINARY_SNIFF_BYTES = 8192
 SKIP_REASONS = ("huge", "unreadable", "binary", "not_utf8", "long_lines", "unparsable", "empty")
@@ -168,8 +197,9 @@ def load_hub_dataset(where: str, path: str, *args: Any, **kwargs: Any) -> Any:
         return datasets.load_dataset(path, *args, **kwargs)
     except Exception as e:
         offline = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if constants.HF_HUB_OFFLINE else ""
-        raise DataError(f"{where}: loading {path!r} failed{offline}: {e.__class__.__name__}: {str(e)[:300]}; "
-                        + HUB_ADVICE) from e
+        raise DataError(
+            f"{where}: loading {path!r} failed{offline}: {e.__class__.__name__}: {str(e)[:300]}; " + HUB_ADVICE
+        ) from e
 
 
 def hub_rows(source: Source, inp: Input, max_file_bytes: int, max_line_chars: int) -> Iterator[dict[str, Any]]:
@@ -181,13 +211,22 @@ def hub_rows(source: Source, inp: Input, max_file_bytes: int, max_line_chars: in
     def documents() -> Iterator[dict[str, Any]]:
         for i, row in enumerate(rows):
             if inp.text_field not in row:
-                raise DataError(f"{where}: rows of {inp.path!r} have no field {inp.text_field!r} (fields: "
-                                f"{sorted(row)}); set `text_field` in the recipe")
+                raise DataError(
+                    f"{where}: rows of {inp.path!r} have no field {inp.text_field!r} (fields: "
+                    f"{sorted(row)}); set `text_field` in the recipe"
+                )
             raw = row[inp.text_field] or ""
             size = len(raw.encode())
             text, skip = ("", "huge") if size > max_file_bytes else check_text(raw, max_line_chars)
             language = inp.language or (row.get(inp.language_field) if inp.language_field else None) or "text"
-            yield {"path": f"hf://datasets/{inp.path}/{inp.split}/{i}", "size": size, "kind": "hub",
-                   "language": str(language).lower(), "text": text, "sha256": sha256(text), "skip": skip}
+            yield {
+                "path": f"hf://datasets/{inp.path}/{inp.split}/{i}",
+                "size": size,
+                "kind": "hub",
+                "language": str(language).lower(),
+                "text": text,
+                "sha256": sha256(text),
+                "skip": skip,
+            }
 
     return documents()

@@ -6,8 +6,10 @@ import yaml
 
 from lit_codellama.data import build_corpus, load_recipe
 
-WORDS = ("alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega value index total count buffer "
-         "parse render update window token stream packet record matrix vector offset").split()
+WORDS = (
+    "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega value index total count buffer parse render "
+    "update window token stream packet record matrix vector offset"
+).split()
 
 
 def python_file(rng: random.Random, n_functions: int) -> str:
@@ -17,7 +19,9 @@ def python_file(rng: random.Random, n_functions: int) -> str:
         name = "_".join(rng.choices(WORDS, k=3)) + str(rng.randrange(10**6))
         args = ", ".join(rng.sample(WORDS, 3))
         body = "\n".join(f"    {w} = {rng.randrange(1000)} * {w}" for w in rng.sample(WORDS, 4))
-        parts.append(f'def {name}({args}):\n    """{" ".join(rng.choices(WORDS, k=10))}."""\n{body}\n    return {args}\n')
+        parts.append(
+            f'def {name}({args}):\n    """{" ".join(rng.choices(WORDS, k=10))}."""\n{body}\n    return {args}\n'
+        )
     return "\n\n".join(parts)
 
 
@@ -46,13 +50,24 @@ def write_recipe(path: Path, root: Path, tokenizer: Path | None, **overrides) ->
         "name": path.stem,
         "seed": 7,
         "sources": [
-            {"name": "code", "weight": 0.6,
-             "inputs": [{"kind": "files", "roots": [str(root / "src")], "include": ["*.py", "*.c"]}]},
-            {"name": "nl_about_code", "weight": 0.25,
-             "inputs": [{"kind": "docstrings", "roots": [str(root / "src")], "include": ["*.py"]},
-                        {"kind": "files", "roots": [str(root / "docs")], "include": ["*.md"]}]},
-            {"name": "nl", "weight": 0.15,
-             "inputs": [{"kind": "files", "roots": [str(root / "docs")], "include": ["*.txt"]}]},
+            {
+                "name": "code",
+                "weight": 0.6,
+                "inputs": [{"kind": "files", "roots": [str(root / "src")], "include": ["*.py", "*.c"]}],
+            },
+            {
+                "name": "nl_about_code",
+                "weight": 0.25,
+                "inputs": [
+                    {"kind": "docstrings", "roots": [str(root / "src")], "include": ["*.py"]},
+                    {"kind": "files", "roots": [str(root / "docs")], "include": ["*.md"]},
+                ],
+            },
+            {
+                "name": "nl",
+                "weight": 0.15,
+                "inputs": [{"kind": "files", "roots": [str(root / "docs")], "include": ["*.txt"]}],
+            },
         ],
         "tokenizer": {"path": str(tokenizer)} if tokenizer else {"vocab_size": 600},
         **overrides,

@@ -46,8 +46,10 @@ def test_validation_is_identical_for_every_fim_setting_and_seed(corpus):
     reference = datamodule(corpus)
     for kwargs in ({"fim_rate": 0.9, "seed": 1}, {"fim_rate": 0.5, "fim_level": "context", "seed": 99}):
         other = datamodule(corpus, **kwargs)
-        assert all(torch.equal(a["input_ids"], b["input_ids"])
-                   for a, b in zip(reference.val_dataloader(), other.val_dataloader(), strict=True))
+        assert all(
+            torch.equal(a["input_ids"], b["input_ids"])
+            for a, b in zip(reference.val_dataloader(), other.val_dataloader(), strict=True)
+        )
     assert reference.val_documents(limit=2) == datamodule(corpus, seed=5).val_documents(limit=2)
 
 
@@ -104,8 +106,13 @@ def fit(corpus, tmp_path, ckpt_path=None) -> list[torch.Tensor]:
     dm = CodeDataModule(str(corpus.path), seq_len=SEQ_LEN, batch_size=BATCH, fim_rate=0.9)
     model = Recorder(dm.tokenizer.vocab_size)
     trainer = L.Trainer(
-        max_steps=6, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, callbacks=[ModelCheckpoint(tmp_path, every_n_train_steps=3, save_top_k=-1)],
+        max_steps=6,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[ModelCheckpoint(tmp_path, every_n_train_steps=3, save_top_k=-1)],
     )
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return model.seen
@@ -143,8 +150,11 @@ def test_recipe_is_built_on_first_use_then_reused(tmp_path, tree, tokenizer_path
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({}, "give data_dir"), ({"data_dir": "x", "fim_rate": 1.5}, "fim_rate must be in"),
-     ({"data_dir": "x", "fim_level": "token"}, "fim_level must be")],
+    [
+        ({}, "give data_dir"),
+        ({"data_dir": "x", "fim_rate": 1.5}, "fim_rate must be in"),
+        ({"data_dir": "x", "fim_level": "token"}, "fim_level must be"),
+    ],
 )
 def test_invalid_settings_are_rejected(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -152,7 +162,13 @@ def test_invalid_settings_are_rejected(kwargs, message):
 
 
 def test_an_unbounded_run_is_refused(corpus, tmp_path):
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(ConfigError, match="set Trainer\\(max_steps"):
         trainer.fit(Recorder(corpus.tokenizer.vocab_size), datamodule=CodeDataModule(str(corpus.path), seq_len=SEQ_LEN))

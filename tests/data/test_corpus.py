@@ -1,6 +1,7 @@
 import hashlib
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -29,9 +30,9 @@ def test_manifest_lists_every_document_with_its_provenance(corpus):
         assert entry["size"] == len(text.encode())
     by_language = Counter(entry["language"] for entry in lines)
     assert {"python", "c", "docstring", "markdown", "text"} <= set(by_language)
-    file_backed = [e for e in lines if e["language"] != "docstring"]
-    assert all(open(e["path"], "rb").read() == text.encode()
-               for e, text in zip(lines, docs["text"]) if e in file_backed)
+    assert all(
+        Path(e["path"]).read_text() == text for e, text in zip(lines, docs["text"]) if e["language"] != "docstring"
+    )
 
 
 def test_documents_are_stored_tokenized(corpus):
@@ -45,7 +46,8 @@ def test_every_cleaning_step_reports_what_it_removed(corpus):
     assert list(removed) == ["exact_dedup", "near_dedup", "decontamination", "mixture"]
     assert all(set(r) == {"documents", "tokens", "bytes"} for r in removed.values())
     assert corpus.report["collected_documents"] == corpus.report["documents"] + sum(
-        r["documents"] for r in removed.values())
+        r["documents"] for r in removed.values()
+    )
 
 
 def test_duplicates_and_contamination_are_removed_in_a_build(tmp_path, tree, tokenizer_path, recipe_file):

@@ -19,8 +19,10 @@ def test_build_then_stats(tmp_path, tree, tokenizer_path, recipe_file, capsys):
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["build", "--recipe", "nope"], "neither a YAML file nor one of the built-in recipes"),
-     (["stats", "/nonexistent"], "is not a built corpus")],
+    [
+        (["build", "--recipe", "nope"], "neither a YAML file nor one of the built-in recipes"),
+        (["stats", "/nonexistent"], "is not a built corpus"),
+    ],
 )
 def test_mistakes_exit_with_one_clear_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -28,10 +28,13 @@ def test_ordinary_code_and_number_tables_are_not_flagged(humaneval_check):
 
 
 def test_mbpp_from_a_local_file(tmp_path):
-    problem = {"task_id": 2, "text": "Write a function to find the shared elements from the given two lists.",
-               "code": "def similar_elements(test_tup1, test_tup2):\n  res = tuple(set(test_tup1) & set(test_tup2))\n"
-                       "  return (res) ",
-               "test_list": []}
+    problem = {
+        "task_id": 2,
+        "text": "Write a function to find the shared elements from the given two lists.",
+        "code": "def similar_elements(test_tup1, test_tup2):\n  res = tuple(set(test_tup1) & set(test_tup2))\n"
+        "  return (res) ",
+        "test_list": [],
+    }
     path = tmp_path / "mbpp.jsonl"
     path.write_text(json.dumps(problem) + "\n")
     texts, status = benchmark_texts(Decontamination(humaneval=False, mbpp=str(path)))

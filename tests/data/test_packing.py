@@ -5,7 +5,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lit_codellama.data.packing import (
-    MAX_WAITING, DocumentReader, Sample, TrainStream, pack, piece_tokens, split_document, split_lines,
+    MAX_WAITING,
+    DocumentReader,
+    Sample,
+    TrainStream,
+    pack,
+    piece_tokens,
+    split_document,
+    split_lines,
 )
 
 SEQ_LEN = 64

@@ -32,7 +32,9 @@ def test_fingerprint_depends_on_every_setting():
 
 def test_unknown_field_names_the_file_and_the_field(tmp_path):
     path = tmp_path / "r.yaml"
-    path.write_text("name: r\nsources:\n  - name: a\n    weight: 1\n    inputs: [{kind: files, roots: [.], globs: ['*']}]\n")
+    path.write_text(
+        "name: r\nsources:\n  - name: a\n    weight: 1\n    inputs: [{kind: files, roots: [.], globs: ['*']}]\n"
+    )
     with pytest.raises(ConfigError, match=r"r\.yaml.*sources\[0\].*inputs\[0\].*unknown field.*globs"):
         load_recipe(path)
 

@@ -12,8 +12,16 @@ from lit_codellama.data.sources import docstrings, find_files, language_of, read
 
 @pytest.mark.parametrize(
     "path, language",
-    [("a/b.py", "python"), ("x.h", "c"), ("x.cpp", "cpp"), ("x.JAVA", "java"), ("run.sh", "bash"), ("x.ts", "typescript"),
-     ("README.md", "markdown"), ("LICENSE", "text")],
+    [
+        ("a/b.py", "python"),
+        ("x.h", "c"),
+        ("x.cpp", "cpp"),
+        ("x.JAVA", "java"),
+        ("run.sh", "bash"),
+        ("x.ts", "typescript"),
+        ("README.md", "markdown"),
+        ("LICENSE", "text"),
+    ],
 )
 def test_language_comes_from_the_extension(path, language):
     assert language_of(path) == language
@@ -58,7 +66,12 @@ def test_unusable_files_are_skipped_with_a_reason(tmp_path):
         return read_document(str(tmp_path / name), kind, max_file_bytes=1000, max_line_chars=500)[1]
 
     assert [skip(n) for n in ("binary.py", "latin1.py", "huge.py", "blank.py", "minified.js")] == [
-        "binary", "not_utf8", "huge", "empty", "long_lines"]
+        "binary",
+        "not_utf8",
+        "huge",
+        "empty",
+        "long_lines",
+    ]
     assert skip("py2.py", "docstrings") == "unparsable"
     assert skip("vanished.py") == "unreadable"
 
@@ -83,8 +96,12 @@ def test_skipped_files_are_counted_in_the_corpus_report(tmp_path, tokenizer_path
 def test_a_source_without_documents_is_a_clear_error(tmp_path, tree, tokenizer_path, recipe_file):
     path = recipe_file(tmp_path / "r.yaml", tree, tokenizer_path)
     recipe = load_recipe(path)
-    recipe = recipe.replace(sources=[*recipe.to_dict()["sources"][:2], {
-        "name": "nl", "weight": 0.15, "inputs": [{"roots": [str(tree / "docs")], "include": ["*.tex"]}]}])
+    recipe = recipe.replace(
+        sources=[
+            *recipe.to_dict()["sources"][:2],
+            {"name": "nl", "weight": 0.15, "inputs": [{"roots": [str(tree / "docs")], "include": ["*.tex"]}]},
+        ]
+    )
     with pytest.raises(DataError, match=r"source 'nl' of recipe 'r' has no usable documents \(0 candidate files"):
         build_corpus(recipe, tmp_path / "out", num_proc=1)
     assert not (tmp_path / "out").exists()
@@ -93,9 +110,12 @@ def test_a_source_without_documents_is_a_clear_error(tmp_path, tree, tokenizer_p
 @pytest.mark.timeout(150)
 def test_hub_source_fails_fast_and_clearly_when_offline(tmp_path):
     # A fresh process: the hub libraries read HF_HUB_OFFLINE when they are imported.
-    code = f"from lit_codellama.data.cli import main; main(['build', '--recipe', 'the-stack-smol', '--out', '{tmp_path}/out'])"
+    argv = ["build", "--recipe", "the-stack-smol", "--out", str(tmp_path / "out")]
+    code = f"from lit_codellama.data.cli import main; main({argv!r})"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 2
     assert "source 'python'" in done.stderr and "bigcode/the-stack-smol" in done.stderr
     assert "HF_HUB_OFFLINE is set" in done.stderr and "use a `files` input over a local copy" in done.stderr
@@ -107,6 +127,9 @@ def test_hub_source_fails_fast_and_clearly_when_the_endpoint_is_unreachable(tmp_
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
-    with pytest.raises(DataError, match=r"source 'python': http://127.0.0.1:9 cannot serve 'bigcode/the-stack-smol'"
-                                        r".*use a `files` input over a local copy"):
+    with pytest.raises(
+        DataError,
+        match=r"source 'python': http://127.0.0.1:9 cannot serve 'bigcode/the-stack-smol'"
+        r".*use a `files` input over a local copy",
+    ):
         build_corpus(load_recipe("the-stack-smol"), tmp_path / "out")
