@@ -91,6 +91,15 @@ class Plan:
             return self.model_dir(Run(arm.init_from, run.seed))
         return self.run_dir(run) / "model"
 
+    def settings(self, arm: str) -> dict[str, Any]:
+        """The training settings (dotted keys) of the weights an arm evaluates, with the inference-time RoPE change."""
+        spec = self.preset.arms[arm]
+        trained = arm if spec.train else spec.init_from
+        settings = _flatten(self.definition(Run(trained, 0))["train"])
+        for key in ("seed_everything", "data.seed"):
+            settings.pop(key, None)
+        return {**settings, **{f"inference.rope.{k}": v for k, v in (spec.rope or {}).items()}}
+
     def data_config(self, run: Run) -> dict[str, Any]:
         arm = self.preset.arms[run.arm]
         source = run if arm.train else Run(arm.init_from, run.seed)
@@ -186,7 +195,7 @@ def describe(plan: Plan) -> str:
 
 def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
     arms = {name: {"label": arm.label or name, "init_from": arm.init_from, "train": arm.train,
-                   "overrides": dict(arm.overrides), "rope": dict(arm.rope) if arm.rope else None}
+                   "overrides": _plain(arm.overrides), "rope": _plain(arm.rope), "settings": plan.settings(name)}
             for name, arm in plan.preset.arms.items()}
     info = {
         "study": plan.study.name,
@@ -218,6 +227,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = _plain(value)
+    return flat
 
 
 def _yaml_roundtrip(value: Any) -> Any:

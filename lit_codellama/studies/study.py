@@ -10,6 +10,7 @@ order where every arm comes after the arm it starts from (`Arm.init_from`).
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class Study:
     def __post_init__(self) -> None:
         for name, preset in self.presets.items():
             _check_arms(f"study {self.name!r}, preset {name!r}", preset.arms)
+            _check_evaluations(f"study {self.name!r}, preset {name!r}", preset.evaluations)
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:
@@ -117,6 +119,18 @@ def _check_arms(where: str, arms: Mapping[str, Arm]) -> None:
         if not arm.train and arm.overrides:
             raise ConfigError(f"{where}: arm {name!r} does not train; its training overrides would be ignored")
     _dependency_order(arms)  # raises on cycles
+
+
+def _check_evaluations(where: str, evaluations: Mapping[str, Mapping[str, Any]]) -> None:
+    from lit_codellama.studies.evaluations import EVALUATIONS
+
+    for name, settings in evaluations.items():
+        if name not in EVALUATIONS:
+            raise ConfigError(f"{where}: unknown evaluation {name!r}; available: {sorted(EVALUATIONS)}")
+        try:
+            inspect.signature(EVALUATIONS[name]).bind(None, **settings)
+        except TypeError as e:
+            raise ConfigError(f"{where}: evaluation {name!r} settings {dict(settings)}: {e}") from None
 
 
 def _dependency_order(arms: Mapping[str, Arm]) -> list[str]:

@@ -117,3 +117,12 @@ def test_tidy_table_has_one_row_per_arm_seed_metric_and_coordinate(tmp_path):
     assert table.loc[table.metric == "val_loss", "length"].isna().all()
     assert set(table.loc[table.metric == "perplexity", "length"]) == {64, 128, 256}
     assert pd.api.types.is_float_dtype(table["value"])
+
+
+@pytest.mark.parametrize(
+    "evaluations, message",
+    [({"bleu": {}}, "unknown evaluation 'bleu'"), ({"perplexity": {"length": [64]}}, "'perplexity' settings")],
+)
+def test_unknown_evaluations_and_settings_are_rejected_when_the_study_is_declared(evaluations, message):
+    with pytest.raises(ConfigError, match=message):
+        Study("bad", "?", {"small": Preset(BASE, {"a": Arm()}, evaluations=evaluations)})

@@ -1,0 +1,104 @@
+"""Every study at `--preset tiny`, through its script's command line, then every notebook on the results."""
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import torch
+from nbclient import NotebookClient
+
+from lit_codellama.studies.cli import load_study, run_cli
+
+ROOT = Path(__file__).parents[2]
+NOTEBOOKS = {"fim_rate": "fim_ablation", "rope_base": "rope_base", "long_context": "long_context"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, Path]:
+    """Each study run once at the tiny preset (the corpus is built into a temporary cache).
+
+    One intra-op thread: the tiny models' matrices are too small to gain from more, and on a shared machine
+    threads waiting for each other's cores make every step several times slower.
+    """
+    out = tmp_path_factory.mktemp("studies")
+    with pytest.MonkeyPatch.context() as mp, one_thread():
+        mp.setenv("LIT_CODELLAMA_DATA", str(out / "corpora"))
+        for name in NOTEBOOKS:
+            assert run_cli(load_study(name), ["--preset", "tiny", "--out", str(out / name)]) == 0
+    return {name: out / name for name in NOTEBOOKS}
+
+
+@contextmanager
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_tiny_study_writes_a_tidy_table_with_every_run_and_metric(results, name):
+    study = load_study(name)
+    preset = study.preset("tiny")
+    runs = pd.read_csv(results[name] / "runs.csv")
+    assert set(runs["arm"]) == set(preset.arms)
+    assert set(runs["seed"]) == set(range(preset.seeds))
+    per_run = runs.groupby(["arm", "seed"]).size()
+    assert per_run.nunique() == 1, "every run reports the same measurements"
+    assert runs["value"].notna().all()
+    summary = pd.read_csv(results[name] / "summary.csv")
+    assert (summary["n"] == preset.seeds).all()
+    info = json.loads((results[name] / "study.json").read_text())
+    assert list(info["arms"]) == list(preset.arms) and info["preset"] == "tiny"
+    for arm, spec in preset.arms.items():
+        run_dir = results[name] / "runs" / arm / "seed=0"
+        assert (run_dir / "metrics.json").is_file() and (run_dir / "arm.yaml").is_file()
+        if spec.train:
+            assert (run_dir / "model" / "model.safetensors").is_file() and (run_dir / "config.yaml").is_file()
+            assert "train/loss" in pd.read_csv(run_dir / "metrics.csv").columns
+
+
+@pytest.mark.slow
+def test_fine_tuned_arms_start_from_their_parents_weights(results):
+    config = (results["rope_base"] / "runs" / "lcft_theta1e6" / "seed=0" / "config.yaml").read_text()
+    parent = results["rope_base"] / "runs" / "pretrain" / "seed=0" / "model"
+    assert f"init_checkpoint: {parent.resolve()}" in config
+    assert "rope_theta: 1000000.0" in config
+
+
+@pytest.mark.slow
+def test_rerunning_a_study_only_redoes_unfinished_runs(results, capsys, monkeypatch):
+    monkeypatch.setenv("LIT_CODELLAMA_DATA", str(results["fim_rate"].parent / "corpora"))
+
+    out = results["fim_rate"]
+    finished = sorted(out.glob("runs/*/seed=*/metrics.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in finished}
+    interrupted = finished[0]
+    interrupted.unlink()  # as if the run died after training, during evaluation
+    before = pd.read_csv(out / "runs.csv")
+    capsys.readouterr()
+    with one_thread():
+        assert run_cli(load_study("fim_rate"), ["--preset", "tiny", "--out", str(out)]) == 0
+    assert "1 to do" in capsys.readouterr().out
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in finished if p != interrupted)
+    assert interrupted.is_file()
+    after = pd.read_csv(out / "runs.csv")
+    pd.testing.assert_frame_equal(before, after)  # the redone evaluation gives the same numbers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_notebook_runs_headless_on_the_tiny_results(results, name, monkeypatch):
+    monkeypatch.setenv("RESULTS_DIR", str(results[name]))
+    notebook = nbformat.read(ROOT / "notebooks" / f"{NOTEBOOKS[name]}.ipynb", as_version=4)
+    assert any("parameters" in cell.metadata.get("tags", []) for cell in notebook.cells)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    figures = sorted((results[name] / "figures").glob("*.png"))
+    assert figures and all(f.stat().st_size > 10_000 for f in figures)
