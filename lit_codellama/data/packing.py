@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from lit_codellama.data.recipe import DataError
 from lit_codellama.fim import apply_context_fim, draw_split, fim_sample
 from lit_codellama.tokenizer import Tokenizer
 
 MAX_WAITING = 32
 FIM_ROOM = 8  # FIM adds 3 special tokens, and up to 4 more where its cuts split tokens
-FIM_LEVELS = ("document", "context")
 
 
 def piece_tokens(seq_len: int) -> int:
@@ -209,6 +209,11 @@ class TrainStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        if len(self.docs) < self.world_size * workers:  # a shard without documents would never yield
+            raise DataError(
+                f"{len(self.docs)} training documents cannot feed {self.world_size} ranks x {workers} dataloader "
+                "workers; use fewer workers or a larger corpus"
+            )
         role = (worker + self.start_batch) % workers
         delivered = self.start_batch // workers + (role < self.start_batch % workers)
         contexts = self.contexts(self.rank * workers + role, self.world_size * workers)

@@ -15,45 +15,39 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import datasets
+import huggingface_hub
+from huggingface_hub import constants
+
 from lit_codellama.data.recipe import DataError, Input, Source
 
-LANGUAGES = {
-    ".py": "python",
-    ".pyx": "cython",
-    ".pxd": "cython",
-    ".c": "c",
-    ".h": "c",
-    ".cc": "cpp",
-    ".cpp": "cpp",
-    ".cxx": "cpp",
-    ".hh": "cpp",
-    ".hpp": "cpp",
-    ".hxx": "cpp",
-    ".java": "java",
-    ".js": "javascript",
-    ".mjs": "javascript",
-    ".cjs": "javascript",
-    ".ts": "typescript",
-    ".tsx": "typescript",
-    ".php": "php",
-    ".cs": "csharp",
-    ".sh": "bash",
-    ".bash": "bash",
-    ".go": "go",
-    ".rs": "rust",
-    ".rb": "ruby",
-    ".scala": "scala",
-    ".kt": "kotlin",
-    ".swift": "swift",
-    ".lua": "lua",
-    ".pl": "perl",
-    ".r": "r",
-    ".jl": "julia",
-    ".sql": "sql",
-    ".md": "markdown",
-    ".rst": "restructuredtext",
-    ".txt": "text",
+EXTENSIONS = {
+    "python": ".py",
+    "cython": ".pyx .pxd",
+    "c": ".c .h",
+    "cpp": ".cc .cpp .cxx .hh .hpp .hxx",
+    "java": ".java",
+    "javascript": ".js .mjs .cjs",
+    "typescript": ".ts .tsx",
+    "php": ".php",
+    "csharp": ".cs",
+    "bash": ".sh .bash",
+    "go": ".go",
+    "rust": ".rs",
+    "ruby": ".rb",
+    "scala": ".scala",
+    "kotlin": ".kt",
+    "swift": ".swift",
+    "lua": ".lua",
+    "perl": ".pl",
+    "r": ".r",
+    "julia": ".jl",
+    "sql": ".sql",
+    "markdown": ".md",
+    "restructuredtext": ".rst",
+    "text": ".txt",
 }
+LANGUAGES = {ext: language for language, exts in EXTENSIONS.items() for ext in exts.split()}
 BINARY_SNIFF_BYTES = 8192
 SKIP_REASONS = ("huge", "unreadable", "binary", "not_utf8", "long_lines", "unparsable", "empty")
 
@@ -129,6 +123,7 @@ def read_document(path: str, kind: str, max_file_bytes: int, max_line_chars: int
 
 
 def check_text(text: str, max_line_chars: int) -> tuple[str, str | None]:
+    """The checks on decoded text, for files and hub rows alike: (text, None), ("", "empty") or ("", "long_lines")."""
     if not text.strip():
         return "", "empty"
     if max(map(len, text.splitlines())) > max_line_chars:  # minified code, data blobs
@@ -173,9 +168,6 @@ def check_hub(repo_id: str, where: str) -> None:
     With HF_HUB_OFFLINE set only the local cache can answer, so there is nothing to probe; otherwise the endpoint
     is asked with a short timeout, before `datasets` (whose own retries can take minutes) is called.
     """
-    import huggingface_hub
-    from huggingface_hub import constants
-
     if constants.HF_HUB_OFFLINE:
         return
     try:
@@ -189,9 +181,6 @@ def check_hub(repo_id: str, where: str) -> None:
 
 def load_hub_dataset(where: str, path: str, *args: Any, **kwargs: Any) -> Any:
     """`datasets.load_dataset(path, *args, **kwargs)` behind `check_hub`, with one clear error on failure."""
-    import datasets
-    from huggingface_hub import constants
-
     check_hub(path, where)
     try:
         return datasets.load_dataset(path, *args, **kwargs)

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lit_codellama.data import DataError
 from lit_codellama.data.packing import (
     MAX_WAITING,
     DocumentReader,
@@ -143,3 +144,8 @@ def test_fim_arms_see_the_same_documents_in_the_same_order(reader):
 
     assert documents(0.0) == documents(0.9)
     assert documents(0.0)[0] != documents(0.0)[1]  # reshuffled every epoch
+
+
+def test_more_shards_than_documents_is_a_clear_error(reader):
+    with pytest.raises(DataError, match="2 training documents cannot feed 4 ranks"):
+        next(iter(TrainStream(reader, [0, 1], world_size=4)))
