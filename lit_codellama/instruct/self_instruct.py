@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from lit_codellama.checkpoint import load_model
 from lit_codellama.data.dedup import Signer, first_occurrences, near_duplicate_mask
 from lit_codellama.data.sources import sha256
 from lit_codellama.errors import LitCodeLlamaError
@@ -309,7 +310,8 @@ class SelfInstruct:
         checkpoint, tokenizer = getattr(self.config, role), getattr(self.config, f"{role}_tokenizer")
         if (checkpoint, tokenizer) not in self._models:
             try:
-                model = Llama.from_pretrained(checkpoint).to(self.device).eval()
+                dtype = torch.float32 if torch.device(self.device).type == "cpu" else torch.bfloat16
+                model = load_model(checkpoint, dtype=dtype).to(self.device).eval()
                 tok = Tokenizer(tokenizer or find_tokenizer(Path(checkpoint)))
             except (OSError, ValueError) as e:
                 raise SelfInstructError(f"cannot load the {role} model {checkpoint}: {e}") from e
