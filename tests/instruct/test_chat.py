@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from lit_codellama import Llama
 from lit_codellama.generate import generate

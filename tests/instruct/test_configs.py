@@ -2,13 +2,12 @@ import inspect
 import json
 from pathlib import Path
 
-import lightning as L
 import pytest
-import torch
 import yaml
 
 from lit_codellama.instruct.datamodule import InstructDataModule
-from lit_codellama.training import CodeLlamaLM
+from lit_codellama import Llama
+from lit_codellama.training import CodeLlamaLM, train
 from lit_codellama.training.module import resolve_model_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
@@ -45,18 +44,19 @@ def test_unnatural_configs_fine_tune_the_python_variant_on_a_small_instruction_s
 
 
 @pytest.mark.parametrize("stage", ["instruct-small", "unnatural-small"])
-def test_cpu_stage_trains_with_its_settings_on_a_tiny_model(stage, tmp_path, corpus, tiny_checkpoint, tokenizer):
-    """The stage's data and optimizer settings, with the corpus, dialogs and model swapped for test-sized ones."""
-    config = load(stage)
+def test_cpu_stage_runs_through_the_fit_cli_on_a_tiny_model(stage, tmp_path, corpus, tiny_checkpoint):
+    """`fit --config configs/train/<stage>.yaml` with the corpus, dialogs and model swapped for test-sized ones."""
     dialogs = tmp_path / "dialogs.jsonl"
     dialogs.write_text("".join(json.dumps({"instruction": f"Name the number {i}.", "output": f"It is {i}."}) + "\n"
                                for i in range(60)))
-    data = {**config["data"]["init_args"], "datasets": [{"path": str(dialogs)}], "data_dir": str(corpus.path),
-            "recipe": None, "seq_len": 64, "batch_size": 2}
-    model = {**config["model"], "model_config": "cl-1m", "init_checkpoint": str(tiny_checkpoint),
-             "vocab_size": tokenizer.vocab_size}
-    trainer = L.Trainer(max_steps=3, val_check_interval=3, limit_val_batches=2, logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path,
-                        gradient_clip_val=config["trainer"]["gradient_clip_val"])
-    trainer.fit(CodeLlamaLM(**model), datamodule=InstructDataModule(**data))
-    assert torch.isfinite(trainer.callback_metrics["val/loss"])
+    config = load(stage)
+    config["model"].update(model_config="cl-1m", init_checkpoint=str(tiny_checkpoint))
+    config["data"]["init_args"].update(datasets=[{"path": str(dialogs)}], data_dir=str(corpus.path), recipe=None,
+                                       seq_len=64, batch_size=2)
+    config["trainer"].update(max_steps=3, val_check_interval=3, limit_val_batches=2, enable_progress_bar=False)
+    model_dir = train(config, run_dir=tmp_path / "run", resume=False)
+    Llama.from_pretrained(model_dir)
+    assert "val/loss" in (tmp_path / "run" / "metrics.csv").read_text()
+    resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]
+    assert resolved["class_path"] == "lit_codellama.instruct.InstructDataModule"
+    assert resolved["init_args"]["rehearsal"] == load(stage)["data"]["init_args"]["rehearsal"]
