@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -108,13 +109,24 @@ class SigtermCheckpoint(L.Callback):
 
 class RNGState(L.Callback):
     """Saves the random number generators' states (Python, NumPy, torch, CUDA) in checkpoints and restores them on
-    resume, which Lightning does not do by itself. Under sharded strategies the states saved are rank 0's."""
+    resume, which Lightning does not do by itself. Under sharded strategies the states saved are rank 0's.
+    Plain lists and tensors only, so checkpoints still load with `torch.load(weights_only=True)`."""
 
     def state_dict(self) -> dict[str, Any]:
-        return _collect_rng_states()
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        state = {"python": random.getstate(), "numpy": (kind, keys.tolist(), position, has_gauss, gauss),
+                 "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _set_rng_states(state_dict)
+        random.setstate(state_dict["python"])
+        kind, keys, position, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+        torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
 class RunMetadata(L.Callback):

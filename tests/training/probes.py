@@ -7,6 +7,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from lit_codellama.data.datamodule import CodeDataModule
+from lit_codellama.data.packing import TrainStream
 
 
 class KillAtStep(L.Callback):
@@ -53,3 +57,37 @@ class RecordShards(L.Callback):
         shards = {name: [p.ds_tensor.numel(), p.ds_numel] for name, p in pl_module.model.named_parameters()}
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / f"shards-rank{trainer.global_rank}.json").write_text(json.dumps(shards))
+
+
+class RecordLosses(L.Callback):
+    """Write the training loss of every step, averaged over ranks, to `<path>` (rank 0)."""
+
+    def __init__(self, path: str):
+        self.path, self.losses = Path(path), []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(trainer.strategy.reduce(outputs["loss"].detach(), reduce_op="mean").item())
+        if trainer.is_global_zero:
+            self.path.write_text(json.dumps(self.losses))
+
+
+class _RankSlice(IterableDataset):
+    def __init__(self, stream, global_batch_size: int, rank: int, world_size: int):
+        self.stream, self.global_batch_size, self.rank = stream, global_batch_size, rank
+        self.per_rank = global_batch_size // world_size
+
+    def __iter__(self):
+        for i, example in enumerate(self.stream):
+            if (i % self.global_batch_size) // self.per_rank == self.rank:
+                yield example
+
+
+class SplitBatches(CodeDataModule):
+    """The one-process training stream, each batch of `batch_size` split evenly across the ranks: runs with any
+    number of processes see the same global batches, so strategies can be compared step by step."""
+
+    def train_dataloader(self):
+        world_size, rank = self.trainer.world_size, self.trainer.global_rank
+        stream = TrainStream(self._reader, self._train_docs, fim_rate=self.fim_rate, spm_rate=self.spm_rate,
+                             batch_size=self.batch_size)
+        return DataLoader(_RankSlice(stream, self.batch_size, rank, world_size), batch_size=self.batch_size // world_size)
