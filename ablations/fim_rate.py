@@ -12,7 +12,7 @@ data is left-to-right and identical for all arms.
 import sys
 
 from lit_codellama.studies import Arm, Preset, Study, run_cli
-from lit_codellama.studies.configs import cpu_training, paper_training
+from lit_codellama.studies.configs import cpu_training
 
 RATES = (0.0, 0.5, 0.9)
 
@@ -56,7 +56,7 @@ STUDY = Study(
                   "tasks (207), greedy, PSM and SPM; middle loss: the first 200 single-line tasks.",
         ),
         "paper": Preset(
-            train=paper_training(),
+            train="configs/train/code-7b.yaml",
             arms=arms(),
             evaluations={
                 "val_loss": {},
@@ -66,8 +66,9 @@ STUDY = Study(
                 "middle_loss": {"subset": "single-line"},
             },
             seeds=1,
-            notes="Code Llama 7B from Llama 2 7B: 500B tokens of the code recipe, 4M-token batches of 4,096-token "
-                  "sequences, DeepSpeed ZeRO-3 on 32 A100s; full HumanEval and single-line infilling, greedy.",
+            notes="Code Llama 7B's code training (configs/train/code-7b.yaml): from Llama 2 7B, 500B tokens in "
+                  "4M-token batches of 4,096-token sequences, DeepSpeed ZeRO-3 on 64 A100s; full HumanEval and "
+                  "single-line infilling, greedy.",
         ),
     },
 )

@@ -12,16 +12,15 @@ with θ = 1e4 for the same steps and tokens: the control separates LCFT's effect
 import sys
 
 from lit_codellama.studies import Arm, Preset, Study, run_cli
-from lit_codellama.studies.configs import continued_training, cpu_training, paper_training
+from lit_codellama.studies.configs import continued_training, cpu_training
 
 
-def arms(L: int, short_batch: int, long_batch: int, **continuation) -> dict[str, Arm]:
+def arms(control: dict, lcft: dict, lcft_config: str | None = None) -> dict[str, Arm]:
+    """`control`, `lcft`: overrides of the two continuations; `lcft_config`: LCFT's own training config."""
     return {
         "base": Arm(label="before LCFT"),
-        "continued": Arm(continued_training(L, short_batch, **continuation), init_from="base",
-                         label=f"continued at {L}, θ=1e4 (control)"),
-        "lcft": Arm(continued_training(4 * L, long_batch, rope_theta=1e6, **continuation), init_from="base",
-                    label=f"LCFT at {4 * L}, θ=1e6"),
+        "continued": Arm(control, init_from="base", label="continued at L, θ=1e4 (control)"),
+        "lcft": Arm(lcft, config=lcft_config, init_from="base", label="LCFT at 4L, θ=1e6"),
     }
 
 
@@ -44,7 +43,8 @@ STUDY = Study(
         "tiny": Preset(
             train=cpu_training("cl-1m", seq_len=32, batch_size=8, steps=12, lr=3e-3, warmup_steps=3, fim_rate=0.9,
                                recipe="ablations/tiny_corpus.yaml", val_batches=2),
-            arms=arms(32, short_batch=8, long_batch=2, steps=4, lr=1e-3, warmup_steps=1),
+            arms=arms(continued_training(32, batch_size=8, steps=4, lr=1e-3, warmup_steps=1),
+                      continued_training(128, batch_size=2, steps=4, lr=1e-3, warmup_steps=1, rope_theta=1e6)),
             evaluations=evaluations(32, n_documents=1, every=200, limit=4, max_new_tokens=16),
             seeds=1,
             notes="Plumbing check for the tests: cl-1m, L = 32 tokens, 12 + 4 steps on a 1.5 MB corpus.",
@@ -52,7 +52,8 @@ STUDY = Study(
         "small": Preset(
             train=cpu_training("cl-1m", seq_len=128, batch_size=16, steps=600, lr=3e-3, warmup_steps=30,
                                fim_rate=0.9, val_every=150),
-            arms=arms(128, short_batch=16, long_batch=4, steps=150, lr=1e-3, warmup_steps=10),
+            arms=arms(continued_training(128, batch_size=16, steps=150, lr=1e-3, warmup_steps=10),
+                      continued_training(512, batch_size=4, steps=150, lr=1e-3, warmup_steps=10, rope_theta=1e6)),
             evaluations=evaluations(128, n_documents=8, every=5, limit=None, max_new_tokens=128),
             seeds=3,
             notes="cl-1m, FIM 0.9. Pretraining: L = 128 tokens, 600 steps of 16x128 tokens; then 150 steps of "
@@ -61,12 +62,15 @@ STUDY = Study(
                   "every 5th single-line infilling task (207), middle loss on the first 200.",
         ),
         "paper": Preset(
-            train=paper_training(),
-            arms=arms(4096, short_batch=4, long_batch=1, accumulate=4, steps=3000, lr=2e-5, warmup_steps=100),
+            train="configs/train/code-7b.yaml",
+            # The control matches lcft-7b.yaml's steps, LR schedule and 2M-token batches at 4,096 tokens.
+            arms=arms(continued_training(4096, batch_size=2, accumulate=4, steps=3000, lr=2e-5, warmup_steps=1000),
+                      {}, lcft_config="configs/train/lcft-7b.yaml"),
             evaluations=evaluations(4096, n_documents=64, every=1, limit=None, max_new_tokens=512),
             seeds=1,
-            notes="Code Llama 7B: code training at 4,096 tokens, then 3,000 steps of 2M tokens either at 16,384 "
-                  "with θ = 1e6 (LCFT, LR 2e-5) or at 4,096 with θ = 1e4 (control); perplexity at 2K-64K tokens.",
+            notes="Code Llama 7B: code training at 4,096 tokens (configs/train/code-7b.yaml), then 3,000 steps of "
+                  "2M tokens at LR 2e-5 either at 16,384 with θ = 1e6 (configs/train/lcft-7b.yaml) or at 4,096 with "
+                  "θ = 1e4 (control); perplexity at 2K-64K tokens.",
         ),
     },
 )

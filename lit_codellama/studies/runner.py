@@ -67,7 +67,7 @@ class Plan:
                       "init_from": None if arm.init_from is None else Run(arm.init_from, run.seed).key,
                       "rope": dict(arm.rope) if arm.rope else None}
         if arm.train:
-            config = self.preset.base_config(REPO_ROOT)
+            config = self.preset.train_config(run.arm, REPO_ROOT)
             set_dotted(config, "seed_everything", run.seed)
             set_dotted(config, "data.seed", run.seed)
             for key, value in arm.overrides.items():
@@ -189,7 +189,10 @@ def describe(plan: Plan) -> str:
     lines = [f"study {plan.study.name}, preset {plan.preset_name}: {len(plan.runs)} runs -> {plan.out}",
              plan.preset.notes.strip(), "", "evaluations:", yaml.safe_dump(_plain(plan.preset.evaluations)).rstrip()]
     for run in plan.runs:
-        lines += ["", f"--- {run.key}", yaml.safe_dump(_plain(plan.definition(run)), sort_keys=False).rstrip()]
+        definition = plan.definition(run)
+        if "train" in definition:
+            definition["train"] = plan.train_config(run)  # as executed: with its directory and starting weights
+        lines += ["", f"--- {run.key}", yaml.safe_dump(_plain(definition), sort_keys=False).rstrip()]
     return "\n".join(lines)
 
 

@@ -31,6 +31,8 @@ class Arm:
 
     overrides: dotted keys into the training config, e.g. `{"data.fim_rate": 0.5}` or
         `{"model.model_config.rope_theta": 1e6}`.
+    config: the training config this arm starts from instead of the preset's (a dict or a YAML path relative to
+        the repository root), e.g. a later stage such as `configs/train/lcft-7b.yaml`.
     init_from: another arm whose final weights (same seed) this arm starts from, e.g. long-context fine-tuning
         from a pretrained arm; the runner sets `model.init_checkpoint`.
     train: False evaluates `init_from`'s weights as they are (with `rope` applied), without training.
@@ -39,6 +41,7 @@ class Arm:
     """
 
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] | str | None = None
     init_from: str | None = None
     train: bool = True
     rope: Mapping[str, float] | None = None
@@ -60,12 +63,14 @@ class Preset:
     seeds: int = 3
     notes: str = ""
 
-    def base_config(self, root: Path) -> dict[str, Any]:
-        if isinstance(self.train, Mapping):
-            return copy.deepcopy(dict(self.train))
-        path = root / self.train
+    def train_config(self, arm: str, root: Path) -> dict[str, Any]:
+        """A fresh copy of the training config `arm` starts from (its own, or the preset's), before overrides."""
+        spec = self.arms[arm].config if self.arms[arm].config is not None else self.train
+        if isinstance(spec, Mapping):
+            return copy.deepcopy(dict(spec))
+        path = root / spec
         if not path.is_file():
-            raise ConfigError(f"preset training config {path} does not exist")
+            raise ConfigError(f"training config {path} (arm {arm!r}) does not exist")
         return yaml.safe_load(path.read_text())
 
 
@@ -116,8 +121,8 @@ def _check_arms(where: str, arms: Mapping[str, Arm]) -> None:
             raise ConfigError(f"{where}: arm {name!r} starts from unknown arm {arm.init_from!r}; arms: {sorted(arms)}")
         if not arm.train and arm.init_from is None:
             raise ConfigError(f"{where}: arm {name!r} does not train, so it needs `init_from` (the weights to evaluate)")
-        if not arm.train and arm.overrides:
-            raise ConfigError(f"{where}: arm {name!r} does not train; its training overrides would be ignored")
+        if not arm.train and (arm.overrides or arm.config is not None):
+            raise ConfigError(f"{where}: arm {name!r} does not train; its training config would be ignored")
     _dependency_order(arms)  # raises on cycles
 
 

@@ -1,7 +1,6 @@
 """Every study at `--preset tiny`, through its script's command line, then every notebook on the results."""
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -18,27 +17,19 @@ NOTEBOOKS = {"fim_rate": "fim_ablation", "rope_base": "rope_base", "long_context
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict[str, Path]:
-    """Each study run once at the tiny preset (the corpus is built into a temporary cache).
-
-    One intra-op thread: the tiny models' matrices are too small to gain from more, and on a shared machine
-    threads waiting for each other's cores make every step several times slower.
-    """
+    """Each study run once at the tiny preset (the corpus is built into a temporary cache)."""
     out = tmp_path_factory.mktemp("studies")
-    with pytest.MonkeyPatch.context() as mp, one_thread():
+    with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LIT_CODELLAMA_DATA", str(out / "corpora"))
         for name in NOTEBOOKS:
-            assert run_cli(load_study(name), ["--preset", "tiny", "--out", str(out / name)]) == 0
+            assert run_cli(load_study(name), tiny(out / name)) == 0
     return {name: out / name for name in NOTEBOOKS}
 
 
-@contextmanager
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+def tiny(out: Path) -> list[str]:
+    # One thread: the tiny models gain nothing from more, and on a busy machine threads that wait for each
+    # other's cores make every step several times slower.
+    return ["--preset", "tiny", "--out", str(out), "--threads", "1"]
 
 
 @pytest.mark.slow
@@ -83,8 +74,9 @@ def test_rerunning_a_study_only_redoes_unfinished_runs(results, capsys, monkeypa
     interrupted.unlink()  # as if the run died after training, during evaluation
     before = pd.read_csv(out / "runs.csv")
     capsys.readouterr()
-    with one_thread():
-        assert run_cli(load_study("fim_rate"), ["--preset", "tiny", "--out", str(out)]) == 0
+    threads = torch.get_num_threads()
+    assert run_cli(load_study("fim_rate"), tiny(out)) == 0
+    assert torch.get_num_threads() == threads, "--threads must not leak out of an in-process run"
     assert "1 to do" in capsys.readouterr().out
     assert all(p.stat().st_mtime_ns == stamps[p] for p in finished if p != interrupted)
     assert interrupted.is_file()

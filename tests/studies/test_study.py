@@ -56,7 +56,7 @@ def test_an_evaluation_only_arm_evaluates_its_parents_weights(tmp_path):
         ({"a": Arm(init_from="missing")}, "unknown arm 'missing'"),
         ({"a": Arm(init_from="b"), "b": Arm(init_from="a")}, "cycle"),
         ({"a": Arm(train=False)}, "needs `init_from`"),
-        ({"a": Arm(), "b": Arm({"data.seq_len": 8}, init_from="a", train=False)}, "overrides would be ignored"),
+        ({"a": Arm(), "b": Arm({"data.seq_len": 8}, init_from="a", train=False)}, "training config would be ignored"),
         ({"a/b": Arm()}, "plain directory name"),
     ],
 )
