@@ -26,8 +26,17 @@ STUDY = Study(
     question="Code Llama (Table 5): training with FIM costs little left-to-right quality while enabling infilling.",
     presets={
         "tiny": Preset(
-            train=cpu_training("cl-1m", seq_len=64, batch_size=8, steps=16, lr=3e-3, warmup_steps=4,
-                               recipe="ablations/tiny_corpus.yaml", val_every=8, val_batches=2),
+            train=cpu_training(
+                "cl-1m",
+                seq_len=64,
+                batch_size=8,
+                steps=16,
+                lr=3e-3,
+                warmup_steps=4,
+                recipe="ablations/tiny_corpus.yaml",
+                val_every=8,
+                val_batches=2,
+            ),
             arms=arms(),
             evaluations={
                 "val_loss": {"max_batches": 2},
@@ -40,8 +49,9 @@ STUDY = Study(
             notes="Plumbing check for the tests: cl-1m, 16 steps of 8x64 tokens on a 1.5 MB corpus, a few tasks.",
         ),
         "small": Preset(
-            train=cpu_training("cl-1m", seq_len=256, batch_size=8, steps=300, lr=3e-3, warmup_steps=15,
-                               val_every=75, val_batches=8),
+            train=cpu_training(
+                "cl-1m", seq_len=256, batch_size=8, steps=300, lr=3e-3, warmup_steps=15, val_every=75, val_batches=8
+            ),
             arms=arms(),
             evaluations={
                 "val_loss": {"max_batches": 32},
@@ -52,8 +62,8 @@ STUDY = Study(
             },
             seeds=3,
             notes="cl-1m (1.0M parameters, 2 layers), 300 steps of 8x256 tokens (0.6M tokens) on the default corpus; "
-                  "HumanEval: all 164 problems, greedy, 128 new tokens; single-line infilling: every 5th of the 1,033 "
-                  "tasks (207), greedy, PSM and SPM; middle loss: the first 200 single-line tasks.",
+            "HumanEval: all 164 problems, greedy, 128 new tokens; single-line infilling: every 5th of the 1,033 "
+            "tasks (207), greedy, PSM and SPM; middle loss: the first 200 single-line tasks.",
         ),
         "paper": Preset(
             train="configs/train/code-7b.yaml",
@@ -67,8 +77,8 @@ STUDY = Study(
             },
             seeds=1,
             notes="Code Llama 7B's code training (configs/train/code-7b.yaml): from Llama 2 7B, 500B tokens in "
-                  "4M-token batches of 4,096-token sequences, DeepSpeed ZeRO-3 on 64 A100s; full HumanEval and "
-                  "single-line infilling, greedy.",
+            "4M-token batches of 4,096-token sequences, DeepSpeed ZeRO-3 on 64 A100s; full HumanEval and "
+            "single-line infilling, greedy.",
         ),
     },
 )

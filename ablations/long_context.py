@@ -24,53 +24,73 @@ def arms(control: dict, lcft: dict, lcft_config: str | None = None) -> dict[str,
     }
 
 
-def evaluations(L: int, n_documents: int, every: int, limit: int | None, max_new_tokens: int) -> dict[str, dict]:
+def evaluations(
+    L: int, n_documents: int, every: int, limit: int | None, middle_limit: int | None, max_new_tokens: int
+) -> dict[str, dict]:
+    """`limit`: HumanEval problems (None: all 164); `every`: every k-th single-line infilling task."""
     return {
         "perplexity": {"lengths": [L // 2 * 2**i for i in range(6)], "n_documents": n_documents},
         "val_loss": {"seq_len": L, "max_batches": 32},
         "humaneval_loss": {"limit": limit},
         "humaneval": {"limit": limit, "max_new_tokens": max_new_tokens},
         "infilling": {"subset": "single-line", "every": every, "max_new_tokens": max_new_tokens // 4},
-        "middle_loss": {"subset": "single-line", "limit": None if limit is None else 25 * limit},
+        "middle_loss": {"subset": "single-line", "limit": middle_limit},
     }
 
 
 STUDY = Study(
     name="long_context",
     question="Code Llama (Fig. 4a, Tables 10 and 14): after LCFT, perplexity keeps falling beyond the training "
-             "context, at a small cost on short-context benchmarks.",
+    "context, at a small cost on short-context benchmarks.",
     presets={
         "tiny": Preset(
-            train=cpu_training("cl-1m", seq_len=32, batch_size=8, steps=12, lr=3e-3, warmup_steps=3, fim_rate=0.9,
-                               recipe="ablations/tiny_corpus.yaml", val_batches=2),
-            arms=arms(continued_training(32, batch_size=8, steps=4, lr=1e-3, warmup_steps=1),
-                      continued_training(128, batch_size=2, steps=4, lr=1e-3, warmup_steps=1, rope_theta=1e6)),
-            evaluations=evaluations(32, n_documents=1, every=200, limit=4, max_new_tokens=16),
+            train=cpu_training(
+                "cl-1m",
+                seq_len=32,
+                batch_size=8,
+                steps=12,
+                lr=3e-3,
+                warmup_steps=3,
+                fim_rate=0.9,
+                recipe="ablations/tiny_corpus.yaml",
+                val_batches=2,
+            ),
+            arms=arms(
+                continued_training(32, batch_size=8, steps=4, lr=1e-3, warmup_steps=1),
+                continued_training(128, batch_size=2, steps=4, lr=1e-3, warmup_steps=1, rope_theta=1e6),
+            ),
+            evaluations=evaluations(32, n_documents=1, every=200, limit=4, middle_limit=8, max_new_tokens=16),
             seeds=1,
             notes="Plumbing check for the tests: cl-1m, L = 32 tokens, 12 + 4 steps on a 1.5 MB corpus.",
         ),
         "small": Preset(
-            train=cpu_training("cl-1m", seq_len=128, batch_size=16, steps=600, lr=3e-3, warmup_steps=30,
-                               fim_rate=0.9, val_every=150),
-            arms=arms(continued_training(128, batch_size=16, steps=150, lr=1e-3, warmup_steps=10),
-                      continued_training(512, batch_size=4, steps=150, lr=1e-3, warmup_steps=10, rope_theta=1e6)),
-            evaluations=evaluations(128, n_documents=8, every=5, limit=None, max_new_tokens=128),
+            train=cpu_training(
+                "cl-1m", seq_len=128, batch_size=16, steps=600, lr=3e-3, warmup_steps=30, fim_rate=0.9, val_every=150
+            ),
+            arms=arms(
+                continued_training(128, batch_size=16, steps=150, lr=1e-3, warmup_steps=10),
+                continued_training(512, batch_size=4, steps=150, lr=1e-3, warmup_steps=10, rope_theta=1e6),
+            ),
+            evaluations=evaluations(128, n_documents=8, every=5, limit=None, middle_limit=200, max_new_tokens=128),
             seeds=3,
             notes="cl-1m, FIM 0.9. Pretraining: L = 128 tokens, 600 steps of 16x128 tokens; then 150 steps of "
-                  "2,048 tokens either at 512 tokens with θ = 1e6 (LCFT) or at 128 with θ = 1e4 (control), LR 1e-3. "
-                  "Perplexity at 64-2048 tokens on 8 held-out documents of >= 2048 tokens; HumanEval (164, greedy), "
-                  "every 5th single-line infilling task (207), middle loss on the first 200.",
+            "2,048 tokens either at 512 tokens with θ = 1e6 (LCFT) or at 128 with θ = 1e4 (control), LR 1e-3. "
+            "Perplexity at 64-2048 tokens on 8 held-out documents of >= 2048 tokens; HumanEval (164, greedy), "
+            "every 5th single-line infilling task (207), middle loss on the first 200.",
         ),
         "paper": Preset(
             train="configs/train/code-7b.yaml",
             # The control matches lcft-7b.yaml's steps, LR schedule and 2M-token batches at 4,096 tokens.
-            arms=arms(continued_training(4096, batch_size=2, accumulate=4, steps=3000, lr=2e-5, warmup_steps=1000),
-                      {}, lcft_config="configs/train/lcft-7b.yaml"),
-            evaluations=evaluations(4096, n_documents=64, every=1, limit=None, max_new_tokens=512),
+            arms=arms(
+                continued_training(4096, batch_size=2, accumulate=4, steps=3000, lr=2e-5, warmup_steps=1000),
+                {},
+                lcft_config="configs/train/lcft-7b.yaml",
+            ),
+            evaluations=evaluations(4096, n_documents=64, every=1, limit=None, middle_limit=None, max_new_tokens=512),
             seeds=1,
             notes="Code Llama 7B: code training at 4,096 tokens (configs/train/code-7b.yaml), then 3,000 steps of "
-                  "2M tokens at LR 2e-5 either at 16,384 with θ = 1e6 (configs/train/lcft-7b.yaml) or at 4,096 with "
-                  "θ = 1e4 (control); perplexity at 2K-64K tokens.",
+            "2M tokens at LR 2e-5 either at 16,384 with θ = 1e6 (configs/train/lcft-7b.yaml) or at 4,096 with "
+            "θ = 1e4 (control); perplexity at 2K-64K tokens.",
         ),
     },
 )

@@ -25,14 +25,19 @@ LCFT = {
 def arms(lcft: dict, lcft_config: str | None = None) -> dict[str, Arm]:
     """Table 18's rows. `lcft`: overrides shared by the fine-tuned arms; `lcft_config`: their training config."""
     finetuned = {
-        name: Arm({**lcft, **{f"model.model_config.{k}": v for k, v in rope.items()}}, config=lcft_config,
-                  init_from="pretrain", label=label)
+        name: Arm(
+            {**lcft, **{f"model.model_config.{k}": v for k, v in rope.items()}},
+            config=lcft_config,
+            init_from="pretrain",
+            label=label,
+        )
         for name, (label, rope) in LCFT.items()
     }
     return {
         "pretrain": Arm(label="no LCFT, θ=1e4"),
-        "theta1e6_at_inference": Arm(init_from="pretrain", train=False, rope={"theta": 1e6},
-                                     label="no LCFT, θ=1e6 at inference"),
+        "theta1e6_at_inference": Arm(
+            init_from="pretrain", train=False, rope={"theta": 1e6}, label="no LCFT, θ=1e6 at inference"
+        ),
         **finetuned,
     }
 
@@ -47,26 +52,36 @@ def evaluations(L: int, n_per_cell: int, n_documents: int) -> dict[str, dict]:
 STUDY = Study(
     name="rope_base",
     question="Code Llama (Table 18): for long-context fine-tuning, raising RoPE θ to 1e6 beats θ = 1e4 and "
-             "position interpolation beyond the fine-tuning length; without fine-tuning, neither θ extrapolates.",
+    "position interpolation beyond the fine-tuning length; without fine-tuning, neither θ extrapolates.",
     presets={
         "tiny": Preset(
-            train=cpu_training("cl-1m", seq_len=32, batch_size=8, steps=12, lr=3e-3, warmup_steps=3, fim_rate=0.9,
-                               recipe="ablations/tiny_corpus.yaml", val_batches=2),
+            train=cpu_training(
+                "cl-1m",
+                seq_len=32,
+                batch_size=8,
+                steps=12,
+                lr=3e-3,
+                warmup_steps=3,
+                fim_rate=0.9,
+                recipe="ablations/tiny_corpus.yaml",
+                val_batches=2,
+            ),
             arms=arms(continued_training(seq_len=128, batch_size=2, steps=4, lr=1e-3, warmup_steps=1)),
             evaluations=evaluations(32, n_per_cell=2, n_documents=1),
             seeds=1,
             notes="Plumbing check for the tests: cl-1m, L = 32 tokens, 12 + 4 steps on a 1.5 MB corpus.",
         ),
         "small": Preset(
-            train=cpu_training("cl-1m", seq_len=128, batch_size=16, steps=600, lr=3e-3, warmup_steps=30,
-                               fim_rate=0.9, val_every=150),
+            train=cpu_training(
+                "cl-1m", seq_len=128, batch_size=16, steps=600, lr=3e-3, warmup_steps=30, fim_rate=0.9, val_every=150
+            ),
             arms=arms(continued_training(seq_len=512, batch_size=4, steps=150, lr=1e-3, warmup_steps=10)),
             evaluations=evaluations(128, n_per_cell=16, n_documents=8),
             seeds=3,
             notes="cl-1m, FIM 0.9 like Code Llama. Pretraining: L = 128 tokens, 600 steps of 16x128 tokens (1.2M); "
-                  "LCFT: 150 steps of 4x512 tokens (same tokens per step, 1/4 of the pretraining steps), LR 1e-3 "
-                  "(pretraining 3e-3). Perplexity at 128-1024 tokens on 8 held-out documents of >= 1024 tokens; key "
-                  "retrieval at 128/256/512/768 tokens, 16 prompts per cell.",
+            "LCFT: 150 steps of 4x512 tokens (same tokens per step, 1/4 of the pretraining steps), LR 1e-3 "
+            "(pretraining 3e-3). Perplexity at 128-1024 tokens on 8 held-out documents of >= 1024 tokens; key "
+            "retrieval at 128/256/512/768 tokens, 16 prompts per cell.",
         ),
         "paper": Preset(
             train="configs/train/code-7b.yaml",
@@ -74,8 +89,8 @@ STUDY = Study(
             evaluations=evaluations(4096, n_per_cell=64, n_documents=64),
             seeds=1,
             notes="Code Llama 7B: code training at 4,096 tokens (configs/train/code-7b.yaml, 500B tokens), then "
-                  "LCFT at 16,384 tokens (configs/train/lcft-7b.yaml: 3,000 steps of 2M tokens, LR 2e-5) with each "
-                  "RoPE setting; key retrieval at 4K-24K with 64 prompts per cell as in Table 18.",
+            "LCFT at 16,384 tokens (configs/train/lcft-7b.yaml: 3,000 steps of 2M tokens, LR 2e-5) with each "
+            "RoPE setting; key retrieval at 4K-24K with 64 prompts per cell as in Table 18.",
         ),
     },
 )

@@ -1,8 +1,8 @@
 """Ablation studies as data: a `Study` declares arms and evaluations per preset; the runner executes them.
 
-    from lit_codellama.studies import Arm, Preset, Study, run_cli
-    STUDY = Study("fim_rate", "...", presets={"small": Preset(train={...}, arms={...}, evaluations={...})})
-    run_cli(STUDY)   # --preset, --seeds, --out, --dry-run
+from lit_codellama.studies import Arm, Preset, Study, run_cli
+STUDY = Study("fim_rate", "...", presets={"small": Preset(train={...}, arms={...}, evaluations={...})})
+run_cli(STUDY)   # --preset, --seeds, --out, --dry-run
 """
 
 from lit_codellama.studies.cli import run_cli

@@ -67,8 +67,9 @@ class StudyResults:
         for arm, label in self.labels.items():
             for log in sorted((self.path / "runs" / arm).glob("seed=*/metrics.csv")):
                 wide = pd.read_csv(log)
-                long = wide.melt(id_vars="step", value_vars=[c for c in wide.columns if c.endswith("/loss")],
-                                 var_name="metric").dropna(subset=["value"])
+                long = wide.melt(
+                    id_vars="step", value_vars=[c for c in wide.columns if c.endswith("/loss")], var_name="metric"
+                ).dropna(subset=["value"])
                 frames.append(long.assign(arm_label=label, seed=int(log.parent.name.split("=")[1])))
         if not frames:
             raise FileNotFoundError(f"no training logs (runs/<arm>/seed=<s>/metrics.csv) under {self.path}")

@@ -1,4 +1,4 @@
-"""Command line of a study: `python ablations/<study>.py [--preset P] [--seeds N] [--out DIR] [--threads N] [--dry-run]`.
+"""Command line of a study: `python ablations/<study>.py [--preset P] [--seeds N] [--out DIR] [--threads N]`.
 
 `python -m lit_codellama study <name|path.py> ...` runs a study script's `STUDY` the same way (`main`).
 """
@@ -41,9 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         scripts = sorted(p.stem for p in (REPO_ROOT / "ablations").glob("*.py"))
-        print("usage: python -m lit_codellama study <name|path.py> [--preset P] [--seeds N] [--out DIR] [--dry-run]\n\n"
-              f"studies in {REPO_ROOT / 'ablations'}: {', '.join(scripts)}\n"
-              "Run `python -m lit_codellama study <name> --help` for a study's presets.")
+        print(
+            "usage: python -m lit_codellama study <name|path.py> [--preset P] [--seeds N] [--out DIR] [--dry-run]\n\n"
+            f"studies in {REPO_ROOT / 'ablations'}: {', '.join(scripts)}\n"
+            "Run `python -m lit_codellama study <name> --help` for a study's presets."
+        )
         return 0
     try:
         study = load_study(argv[0])
@@ -80,15 +82,35 @@ def _parser(study: Study, prog: str | None) -> argparse.ArgumentParser:
         epilog=f"presets:\n{presets}\n\nFinished runs are skipped, so an interrupted study resumes where it stopped.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--preset", choices=list(study.presets), default=study.default_preset,
-                        help="scale of the study (default: %(default)s)")
-    parser.add_argument("--seeds", type=int, default=None, metavar="N",
-                        help="seeds per arm, 0..N-1 (default: the preset's); the summary gives mean and 95%% interval")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
-                        help=f"results directory (default: ablations/results/{study.name})")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="torch intra-op threads (default: torch's, one per core); on a machine busy with other "
-                             "jobs, 1 is often several times faster for the small models of the CPU presets")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print every run's resolved definition and exit without training")
+    parser.add_argument(
+        "--preset",
+        choices=list(study.presets),
+        default=study.default_preset,
+        help="scale of the study (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seeds per arm, 0..N-1 (default: the preset's); the summary gives mean and 95%% interval",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"results directory (default: ablations/results/{study.name})",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch intra-op threads (default: torch's, one per core); on a machine busy with other "
+        "jobs, 1 is often several times faster for the small models of the CPU presets",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print every run's resolved definition and exit without training"
+    )
     return parser

@@ -70,6 +70,9 @@ def continued_training(
         "trainer.val_check_interval": steps * (accumulate or 1),
         "checkpoint.every_n_train_steps": steps,
     }
-    optional = {"model.model_config.rope_theta": rope_theta, "model.model_config.rope_scaling": rope_scaling,
-                "trainer.accumulate_grad_batches": accumulate}
+    optional = {
+        "model.model_config.rope_theta": rope_theta,
+        "model.model_config.rope_scaling": rope_scaling,
+        "trainer.accumulate_grad_batches": accumulate,
+    }
     return {**overrides, **{key: value for key, value in optional.items() if value is not None}}

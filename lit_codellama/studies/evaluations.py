@@ -78,8 +78,16 @@ def humaneval(ctx: EvalContext, max_new_tokens: int = 256, limit: int | None = N
     """Greedy HumanEval pass@1, every program run in the sandbox."""
     from lit_codellama.evaluation import evaluate_humaneval
 
-    summary = evaluate_humaneval(ctx.model, ctx.tok, max_new_tokens=max_new_tokens, limit=limit, ks=(1,),
-                                 batch_size=batch_size, out_dir=ctx.out_dir / "humaneval", progress=False)
+    summary = evaluate_humaneval(
+        ctx.model,
+        ctx.tok,
+        max_new_tokens=max_new_tokens,
+        limit=limit,
+        ks=(1,),
+        batch_size=batch_size,
+        out_dir=ctx.out_dir / "humaneval",
+        progress=False,
+    )
     return [{"metric": "humaneval_pass@1", "value": summary["pass@1"]}]
 
 
@@ -98,20 +106,37 @@ def infilling(
     problems = infilling_problems(subset)[::every]
     rows = []
     for mode in modes:
-        summary = evaluate_problems(f"infilling-{subset}-{mode}", problems, ctx.model, ctx.tok, infill_mode=mode,
-                                    max_new_tokens=max_new_tokens, batch_size=batch_size, ks=(1,),
-                                    out_dir=ctx.out_dir / f"infilling-{subset}-{mode}", progress=False)
+        summary = evaluate_problems(
+            f"infilling-{subset}-{mode}",
+            problems,
+            ctx.model,
+            ctx.tok,
+            infill_mode=mode,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            ks=(1,),
+            out_dir=ctx.out_dir / f"infilling-{subset}-{mode}",
+            progress=False,
+        )
         rows.append({"metric": "infilling_pass@1", "subset": subset, "mode": mode, "value": summary["pass@1"]})
     return rows
 
 
-def middle_loss(ctx: EvalContext, subset: str = "single-line", modes: Sequence[str] = ("psm", "spm"),
-                limit: int | None = None) -> list[Measurement]:
+def middle_loss(
+    ctx: EvalContext, subset: str = "single-line", modes: Sequence[str] = ("psm", "spm"), limit: int | None = None
+) -> list[Measurement]:
     """Loss of the canonical middle given prefix and suffix, laid out as in FIM training."""
     from lit_codellama.evaluation import infilling_middle_loss
 
-    return [{"metric": "middle_loss", "subset": subset, "mode": mode,
-             "value": infilling_middle_loss(ctx.model, ctx.tok, subset, mode, limit)["loss"]} for mode in modes]
+    return [
+        {
+            "metric": "middle_loss",
+            "subset": subset,
+            "mode": mode,
+            "value": infilling_middle_loss(ctx.model, ctx.tok, subset, mode, limit)["loss"],
+        }
+        for mode in modes
+    ]
 
 
 def perplexity(ctx: EvalContext, lengths: Sequence[int], n_documents: int = 8) -> list[Measurement]:
@@ -120,20 +145,38 @@ def perplexity(ctx: EvalContext, lengths: Sequence[int], n_documents: int = 8) -
 
     texts = ctx.held_out_texts(max(lengths), n_documents)
     summary = perplexity_by_context_length(ctx.model, ctx.tok, texts, lengths, out_dir=ctx.out_dir / "perplexity")
-    return [{"metric": "perplexity", "length": row["context_length"], "value": row["perplexity"]}
-            for row in summary["by_length"]]
+    return [
+        {"metric": "perplexity", "length": row["context_length"], "value": row["perplexity"]}
+        for row in summary["by_length"]
+    ]
 
 
-def key_retrieval(ctx: EvalContext, lengths: Sequence[int], positions: Sequence[float] = (0.0, 0.2, 0.4),
-                  n_per_cell: int = 16, n_filler_documents: int = 64, batch_size: int = 8) -> list[Measurement]:
+def key_retrieval(
+    ctx: EvalContext,
+    lengths: Sequence[int],
+    positions: Sequence[float] = (0.0, 0.2, 0.4),
+    n_per_cell: int = 16,
+    n_filler_documents: int = 64,
+    batch_size: int = 8,
+) -> list[Measurement]:
     """Table 18's key retrieval (greedy), with held-out documents as the filler code."""
     from lit_codellama.evaluation import key_retrieval_accuracy
 
     filler = ctx.held_out_texts(1, n_filler_documents)
-    summary = key_retrieval_accuracy(ctx.model, ctx.tok, lengths, positions, n_per_cell, filler,
-                                     batch_size=batch_size, out_dir=ctx.out_dir / "key_retrieval")
-    return [{"metric": "key_retrieval_accuracy", "length": c["length"], "position": c["position"],
-             "value": c["accuracy"]} for c in summary["cells"]]
+    summary = key_retrieval_accuracy(
+        ctx.model,
+        ctx.tok,
+        lengths,
+        positions,
+        n_per_cell,
+        filler,
+        batch_size=batch_size,
+        out_dir=ctx.out_dir / "key_retrieval",
+    )
+    return [
+        {"metric": "key_retrieval_accuracy", "length": c["length"], "position": c["position"], "value": c["accuracy"]}
+        for c in summary["cells"]
+    ]
 
 
 EVALUATIONS: dict[str, Callable[..., list[Measurement]]] = {

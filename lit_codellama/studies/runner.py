@@ -23,7 +23,6 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,7 +36,6 @@ from lit_codellama.errors import ConfigError
 from lit_codellama.studies.stats import RUN_COLUMNS, format_summary, summarize
 from lit_codellama.studies.study import Arm, Preset, Run, Study, set_dotted
 
-log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -63,9 +61,14 @@ class Plan:
     def definition(self, run: Run) -> dict[str, Any]:
         """What `arm.yaml` records, free of paths: a finished run is reused only if its definition is unchanged."""
         arm = self.preset.arms[run.arm]
-        definition = {"study": self.study.name, "preset": self.preset_name, "arm": run.arm, "seed": run.seed,
-                      "init_from": None if arm.init_from is None else Run(arm.init_from, run.seed).key,
-                      "rope": dict(arm.rope) if arm.rope else None}
+        definition = {
+            "study": self.study.name,
+            "preset": self.preset_name,
+            "arm": run.arm,
+            "seed": run.seed,
+            "init_from": None if arm.init_from is None else Run(arm.init_from, run.seed).key,
+            "rope": dict(arm.rope) if arm.rope else None,
+        }
         if arm.train:
             config = self.preset.train_config(run.arm, REPO_ROOT)
             set_dotted(config, "seed_everything", run.seed)
@@ -106,20 +109,15 @@ class Plan:
         return self.definition(source)["train"].get("data", {})
 
 
-def execute(plan: Plan, train_fn: Callable[..., Path] | None = None) -> pd.DataFrame:
-    """Train and evaluate every pending run, then write and print the tidy table and its summary.
-
-    `train_fn(config, run_dir=...)` defaults to `lit_codellama.training.cli.train`, the `fit` command's code path.
-    """
-    if train_fn is None:
-        from lit_codellama.training.cli import train as train_fn
+def execute(plan: Plan) -> pd.DataFrame:
+    """Train and evaluate every pending run, then write and print the tidy table and its summary."""
     start = time.monotonic()
     plan.out.mkdir(parents=True, exist_ok=True)
     pending = pending_runs(plan)
     print(f"{plan.study.name} ({plan.preset_name}): {len(plan.runs)} runs, {len(pending)} to do, results in {plan.out}")
     for i, run in enumerate(pending, 1):
         print(f"[{i}/{len(pending)}] {run.key}", flush=True)
-        execute_run(plan, run, train_fn)
+        execute_run(plan, run)
     table = collect(plan)
     summary = summarize(table)
     table.to_csv(plan.out / "runs.csv", index=False)
@@ -127,8 +125,10 @@ def execute(plan: Plan, train_fn: Callable[..., Path] | None = None) -> pd.DataF
     _write_study_json(plan, wall_s=time.monotonic() - start, ran=len(pending))
     print(f"\n{plan.study.question}\n")
     print(format_summary(summary, list(plan.preset.arms)))
-    print(f"\n(mean ± half-width of the 95% t-interval over {table['seed'].nunique()} seed(s); "
-          f"{time.monotonic() - start:.0f} s; tidy table: {plan.out / 'runs.csv'})")
+    print(
+        f"\n(mean ± half-width of the 95% t-interval over {table['seed'].nunique()} seed(s); "
+        f"{time.monotonic() - start:.0f} s; tidy table: {plan.out / 'runs.csv'})"
+    )
     return table
 
 
@@ -149,20 +149,22 @@ def pending_runs(plan: Plan) -> list[Run]:
     return pending
 
 
-def execute_run(plan: Plan, run: Run, train_fn: Callable[..., Path]) -> None:
+def execute_run(plan: Plan, run: Run) -> None:
+    """Train (with the `fit` command's code path, resuming an interrupted run) unless the weights exist, evaluate,
+    and write `metrics.json` last."""
     from lit_codellama.studies.evaluations import evaluate
+    from lit_codellama.training.cli import train
 
     run_dir = plan.run_dir(run)
     run_dir.mkdir(parents=True, exist_ok=True)
-    definition = plan.definition(run)
-    (run_dir / "arm.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    (run_dir / "arm.yaml").write_text(yaml.safe_dump(_plain(plan.definition(run)), sort_keys=False))
     arm: Arm = plan.preset.arms[run.arm]
     timings: dict[str, float] = {}
     with _log_to(run_dir / "run.log"):
         if arm.train and not (plan.model_dir(run) / "model.safetensors").is_file():
             start = time.monotonic()
-            train_fn(plan.train_config(run), run_dir=run_dir)
-            timings["train_s"] = time.monotonic() - start
+            train(plan.train_config(run), run_dir=run_dir)
+            timings["train_s"] = round(time.monotonic() - start, 1)
         measurements, eval_timings = evaluate(
             plan.model_dir(run), arm.rope, plan.data_config(run), plan.preset.evaluations, run_dir / "eval"
         )
@@ -186,8 +188,13 @@ def collect(plan: Plan) -> pd.DataFrame:
 
 def describe(plan: Plan) -> str:
     """The plan in words and YAML: what `--dry-run` prints."""
-    lines = [f"study {plan.study.name}, preset {plan.preset_name}: {len(plan.runs)} runs -> {plan.out}",
-             plan.preset.notes.strip(), "", "evaluations:", yaml.safe_dump(_plain(plan.preset.evaluations)).rstrip()]
+    lines = [
+        f"study {plan.study.name}, preset {plan.preset_name}: {len(plan.runs)} runs -> {plan.out}",
+        plan.preset.notes.strip(),
+        "",
+        "evaluations:",
+        yaml.safe_dump(_plain(plan.preset.evaluations)).rstrip(),
+    ]
     for run in plan.runs:
         definition = plan.definition(run)
         if "train" in definition:
@@ -197,9 +204,17 @@ def describe(plan: Plan) -> str:
 
 
 def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
-    arms = {name: {"label": arm.label or name, "init_from": arm.init_from, "train": arm.train,
-                   "overrides": _plain(arm.overrides), "rope": _plain(arm.rope), "settings": plan.settings(name)}
-            for name, arm in plan.preset.arms.items()}
+    arms = {
+        name: {
+            "label": arm.label or name,
+            "init_from": arm.init_from,
+            "train": arm.train,
+            "overrides": _plain(arm.overrides),
+            "rope": _plain(arm.rope),
+            "settings": plan.settings(name),
+        }
+        for name, arm in plan.preset.arms.items()
+    }
     info = {
         "study": plan.study.name,
         "question": plan.study.question,
@@ -211,8 +226,12 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(wall_s, 1),
         "runs_executed": ran,
-        "machine": {"host": platform.node(), "processor": platform.processor() or platform.machine(),
-                    "cpus": _cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "host": platform.node(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": _cpu_count(),
+            "python": platform.python_version(),
+        },
     }
     (plan.out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
 
@@ -261,7 +280,7 @@ def _log_to(path: Path):
         yield
     finally:
         logging.captureWarnings(False)
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)
             logger.setLevel(level)
         handler.close()

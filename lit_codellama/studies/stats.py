@@ -38,7 +38,7 @@ def summarize(table: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     # dropna=False keeps metrics whose coordinates are empty (NaN) for that metric.
     for key, group in table.groupby(keys, dropna=False, sort=False):
         mean, low, high = t_interval(group["value"].tolist(), confidence)
-        rows.append({**dict(zip(keys, key)), "n": len(group), "mean": mean, "low": low, "high": high})
+        rows.append({**dict(zip(keys, key, strict=True)), "n": len(group), "mean": mean, "low": low, "high": high})
     return pd.DataFrame(rows, columns=[*keys, "n", "mean", "low", "high"])
 
 

@@ -21,7 +21,6 @@ import yaml
 
 from lit_codellama.errors import ConfigError
 
-PRESET_NAMES = ("tiny", "small", "paper")
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")  # it becomes a directory name
 
 
@@ -120,7 +119,7 @@ def _check_arms(where: str, arms: Mapping[str, Arm]) -> None:
         if arm.init_from is not None and arm.init_from not in arms:
             raise ConfigError(f"{where}: arm {name!r} starts from unknown arm {arm.init_from!r}; arms: {sorted(arms)}")
         if not arm.train and arm.init_from is None:
-            raise ConfigError(f"{where}: arm {name!r} does not train, so it needs `init_from` (the weights to evaluate)")
+            raise ConfigError(f"{where}: arm {name!r} does not train, so it needs `init_from` (weights to evaluate)")
         if not arm.train and (arm.overrides or arm.config is not None):
             raise ConfigError(f"{where}: arm {name!r} does not train; its training config would be ignored")
     _dependency_order(arms)  # raises on cycles

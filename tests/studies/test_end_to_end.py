@@ -90,7 +90,8 @@ def test_notebook_runs_headless_on_the_tiny_results(results, name, monkeypatch):
     monkeypatch.setenv("RESULTS_DIR", str(results[name]))
     notebook = nbformat.read(ROOT / "notebooks" / f"{NOTEBOOKS[name]}.ipynb", as_version=4)
     assert any("parameters" in cell.metadata.get("tags", []) for cell in notebook.cells)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    ).execute()
     figures = sorted((results[name] / "figures").glob("*.png"))
     assert figures and all(f.stat().st_size > 10_000 for f in figures)

@@ -30,8 +30,12 @@ def test_one_seed_has_a_mean_but_no_interval():
 
 def test_summary_groups_by_arm_metric_and_coordinates():
     table = pd.DataFrame(
-        [{"arm": arm, "seed": s, "metric": "ppl", "length": n, "value": float(s + n)}
-         for arm in ("a", "b") for s in range(3) for n in (64, 128)]
+        [
+            {"arm": arm, "seed": s, "metric": "ppl", "length": n, "value": float(s + n)}
+            for arm in ("a", "b")
+            for s in range(3)
+            for n in (64, 128)
+        ]
         + [{"arm": "a", "seed": s, "metric": "loss", "length": None, "value": 1.0} for s in range(3)]
     )
     summary = summarize(table)
@@ -46,10 +50,17 @@ def test_summary_groups_by_arm_metric_and_coordinates():
 
 def test_paired_differences_subtract_the_baseline_seed_by_seed():
     table = pd.DataFrame(
-        [{"arm": arm, "seed": s, "metric": "loss", "mode": mode, "value": 10.0 * s + offset + (mode == "spm")}
-         for arm, offset in (("base", 0.0), ("fim", 0.25)) for s in range(3) for mode in ("psm", "spm")]
-        + [{"arm": arm, "seed": s, "metric": "pass", "mode": None, "value": offset} for arm, offset in
-           (("base", 0.5), ("fim", 0.25)) for s in range(3)]
+        [
+            {"arm": arm, "seed": s, "metric": "loss", "mode": mode, "value": 10.0 * s + offset + (mode == "spm")}
+            for arm, offset in (("base", 0.0), ("fim", 0.25))
+            for s in range(3)
+            for mode in ("psm", "spm")
+        ]
+        + [
+            {"arm": arm, "seed": s, "metric": "pass", "mode": None, "value": offset}
+            for arm, offset in (("base", 0.5), ("fim", 0.25))
+            for s in range(3)
+        ]
     )
     diffs = paired_differences(table, "base")
     assert set(diffs["arm"]) == {"fim"} and len(diffs) == 3 * 3

@@ -9,7 +9,11 @@ from lit_codellama.studies import Arm, Plan, Preset, Run, Study, collect
 from lit_codellama.studies.runner import pending_runs
 from lit_codellama.studies.study import set_dotted
 
-BASE = {"model": {"model_config": {"preset": "cl-1m"}, "lr": 1e-3}, "data": {"seq_len": 64}, "trainer": {"max_steps": 5}}
+BASE = {
+    "model": {"model_config": {"preset": "cl-1m"}, "lr": 1e-3},
+    "data": {"seq_len": 64},
+    "trainer": {"max_steps": 5},
+}
 
 
 def lcft_study(**arms_overrides) -> Study:
@@ -105,11 +109,15 @@ def test_a_finished_run_with_another_definition_is_an_error_not_reused(tmp_path)
 def test_tidy_table_has_one_row_per_arm_seed_metric_and_coordinate(tmp_path):
     plan = Plan.make(lcft_study(), "small", out=tmp_path)
     for run in plan.runs:
-        finish(plan, run, [
-            {"metric": "val_loss", "value": 2.0 + run.seed},
-            *({"metric": "perplexity", "length": n, "value": 10.0 / n} for n in (64, 128, 256)),
-            *({"metric": "middle_loss", "mode": m, "value": 1.0} for m in ("psm", "spm")),
-        ])
+        finish(
+            plan,
+            run,
+            [
+                {"metric": "val_loss", "value": 2.0 + run.seed},
+                *({"metric": "perplexity", "length": n, "value": 10.0 / n} for n in (64, 128, 256)),
+                *({"metric": "middle_loss", "mode": m, "value": 1.0} for m in ("psm", "spm")),
+            ],
+        )
     table = collect(plan)
     assert list(table.columns) == ["study", "preset", "arm", "seed", "metric", "length", "mode", "value"]
     assert len(table) == len(plan.runs) * (1 + 3 + 2)
