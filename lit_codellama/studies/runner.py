@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from contextlib import contextmanager
@@ -224,21 +225,36 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
         "arms": arms,
         "evaluations": _plain(plan.preset.evaluations),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_s": round(wall_s, 1),
+        "invocation_wall_s": round(wall_s, 1),  # this invocation only: a resumed study ran in several
+        "run_seconds": round(sum(_run_seconds(plan, run) for run in plan.runs), 1),  # training + evaluation, all runs
         "runs_executed": ran,
         "machine": {
             "host": platform.node(),
-            "processor": platform.processor() or platform.machine(),
+            "cpu": _cpu_model(),
             "cpus": _cpu_count(),
+            "load_average_at_finish": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(),
         },
     }
     (plan.out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
-def _cpu_count() -> int | None:
-    import os
+def _run_seconds(plan: Plan, run: Run) -> float:
+    return sum(json.loads((plan.run_dir(run) / "metrics.json").read_text())["timings"].values())
 
+
+def _cpu_model() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+        platform.machine(),
+    )
+
+
+def _cpu_count() -> int | None:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
