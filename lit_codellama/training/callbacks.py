@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,8 @@ class TokenThroughputMonitor(ThroughputMonitor):
                 throughput.available_flops = self.available_flops
 
     @rank_zero_only  # like the parent's: only rank 0 measures
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, *args)
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args)
         per_device = self._throughputs[trainer.state.stage].compute().get("device/items_per_sec")  # items: tokens
         if per_device is not None:
             pl_module.log("tok/s", per_device * trainer.world_size, prog_bar=True, logger=False, rank_zero_only=True)
@@ -103,7 +103,7 @@ class SigtermCheckpoint(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):
-            trainer.strategy.remove_checkpoint(self.path)  # it may be a link to a periodic checkpoint (save_last="link")
+            trainer.strategy.remove_checkpoint(self.path)  # may link to a periodic checkpoint (save_last="link")
             trainer.save_checkpoint(self.path)
 
 
@@ -165,13 +165,14 @@ def _git_state() -> dict[str, Any]:
 
 
 def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
+    return result.stdout.strip()
 
 
 def _version(package: str) -> str | None:
     try:
         return version(package)
-    except Exception:  # not installed (e.g. deepspeed on a GPU box that trains without it)
+    except PackageNotFoundError:  # e.g. deepspeed where training runs without it
         return None
 
 

@@ -4,12 +4,15 @@ Both build the same LightningCLI, so a study runner and a user at the shell run 
 directory (`trainer.default_root_dir`) ends up holding:
 
     config.yaml      the resolved config (every default filled in)
-    run.json         git commit, seed, command line, library versions
-    metrics.csv      CSV log; TensorBoard event files next to it; hparams.yaml
-    checkpoints/     step=N.ckpt every `checkpoint.every_n_train_steps`, last.ckpt, final.ckpt, sigterm.ckpt
-    model/           the final weights (model_config.yaml + model.safetensors)
+    run.json         git commit, seed, command line, library versions, world size of the latest launch
+    metrics.csv      CSV log across resumptions; TensorBoard event files and hparams.yaml next to it
+    checkpoints/     step=N.ckpt every `checkpoint.every_n_train_steps`, last.ckpt (also written on SIGTERM),
+                     final.ckpt
+    model/           the final weights: model_config.yaml, model.safetensors, the data's tokenizer.model
 
-Resume an interrupted run with `--ckpt_path last` (`train` does so by default).
+Resume an interrupted run with `--ckpt_path last` (`train` does so by default). The data section configures a
+`CodeDataModule` unless it names another class (a subclass exposing `.tokenizer`), e.g. instruction tuning's
+`data: {class_path: lit_codellama.instruct.InstructDataModule, init_args: {...}}`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from typing import Any
 import yaml
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE, RichProgressBarTheme
+from lightning.pytorch.callbacks.progress.rich_progress import (
+    _RICH_AVAILABLE,
+    RichProgressBarTheme,
+)
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -146,9 +152,14 @@ def train(
     config: a YAML path or the same content as a dict. overrides: dotted keys as on the command line,
     e.g. `{"model.lr": 1e-3, "data.fim_rate": 0.0, "trainer.max_steps": 200}`. resume: continue from the
     run directory's newest checkpoint when there is one. callbacks: extra callbacks (for example evaluation).
+
+    Call it in one process, or in every process a launcher started (torchrun, srun): for `trainer.devices > 1`
+    without a launcher, Lightning re-runs the calling script once per extra device.
     """
     args = ["fit", "--config", str(config) if isinstance(config, (str, Path)) else yaml.safe_dump(config)]
-    args += [f"--{key}={json.dumps(value)}" for key, value in (overrides or {}).items()]
+    # As typed on a command line: strings verbatim, everything else in JSON (numbers, true/false/null, lists, dicts).
+    for key, value in (overrides or {}).items():
+        args.append(f"--{key}={value if isinstance(value, str) else json.dumps(value)}")
     if run_dir is not None:
         args.append(f"--trainer.default_root_dir={run_dir}")
     if resume:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -17,10 +18,12 @@ from torchmetrics import Metric
 
 from lit_codellama.checkpoint import check_state_dict, read_checkpoint
 from lit_codellama.config import PRESETS, ModelConfig
-from lit_codellama.errors import CheckpointError, ConfigError
+from lit_codellama.errors import ConfigError
 from lit_codellama.model import Llama
-from lit_codellama.tokenizer import Tokenizer
 from lit_codellama.training.optim import cosine_with_warmup, param_groups
+
+if TYPE_CHECKING:
+    from lit_codellama.tokenizer import Tokenizer
 
 IGNORE_INDEX = -100
 
@@ -209,17 +212,16 @@ class CodeLlamaLM(L.LightningModule):
         # ZeRO-3: only rank 0 reads the checkpoint; each parameter is gathered, filled on rank 0, re-partitioned.
         import deepspeed
 
-        strategy, state = self.trainer.strategy, None
-        error = None
+        strategy, state, error = self.trainer.strategy, None, None
         if strategy.is_global_zero:
             try:
                 state = self._read_weights(path)
                 check_state_dict(state, _FullShapes(self.model), path)
-            except CheckpointError as e:
-                error = str(e)
+            except Exception as e:  # noqa: BLE001 (every rank must hear of it, or the others wait forever)
+                error = e
         error = strategy.broadcast(error)
         if error is not None:
-            raise CheckpointError(error)
+            raise error
         for name, param in self.model.named_parameters():
             with deepspeed.zero.GatheredParameters([param], modifier_rank=0):
                 if strategy.is_global_zero:
@@ -229,6 +231,9 @@ class CodeLlamaLM(L.LightningModule):
 def _check_same_tokenizer(checkpoint: Path, tokenizer: Tokenizer) -> None:
     """The data must be tokenized as the starting weights were trained. Extra pieces after the checkpoint's are
     fine (Code Llama extends Llama 2's vocabulary); a checkpoint without a `tokenizer.model` beside it is trusted."""
+    # Imported here: sentencepiece is only needed when there is a tokenizer to compare (not on bare GPU boxes).
+    from lit_codellama.tokenizer import Tokenizer
+
     saved = checkpoint / "tokenizer.model"
     if not saved.is_file():
         return
@@ -247,7 +252,7 @@ def _grow_vocabulary(state: dict[str, torch.Tensor], vocab_size: int, source: Pa
     for name in ("tok_embeddings.weight", "output.weight"):
         rows = state.get(name)
         if rows is not None and len(rows) < vocab_size:
-            rank_zero_info(f"{source}: {name} has {len(rows)} rows; rows {len(rows)}..{vocab_size - 1} start at their mean")
+            rank_zero_info(f"{source}: {name} gets {vocab_size - len(rows)} new rows, initialised to the mean row")
             state[name] = torch.cat([rows, rows.mean(0, keepdim=True).expand(vocab_size - len(rows), -1)])
     return state
 

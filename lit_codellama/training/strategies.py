@@ -9,14 +9,12 @@ exactly Lightning's strategy, so one config runs on a laptop and on a cluster.
 from __future__ import annotations
 
 import torch
-from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 from lightning.fabric.utilities.seed import reset_seed
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 
 
 class CPUDeepSpeedStrategy(DeepSpeedStrategy):
     """``DeepSpeedStrategy`` that also accepts ``accelerator="cpu"`` (process group: gloo)."""
-
-    strategy_name = "deepspeed_cpu"
 
     @property
     def _on_cpu(self) -> bool:
@@ -24,13 +22,14 @@ class CPUDeepSpeedStrategy(DeepSpeedStrategy):
 
     def setup_environment(self) -> None:
         if self._on_cpu:
-            DDPStrategy.setup_environment(self)
+            DDPStrategy.setup_environment(self)  # the grandparent's: no CUDA-only check
         else:
             super().setup_environment()
 
     def setup_distributed(self) -> None:
         if not self._on_cpu:
             return super().setup_distributed()
+        # The parent's, minus the check that device indices are 0..n-1 (CPU devices have none).
         reset_seed()
         self.set_world_ranks()
         self._init_deepspeed_distributed()

@@ -54,4 +54,4 @@ def run_cli(config: dict, *extra: str, timeout: float = 300) -> subprocess.Compl
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "-m", "lit_codellama", "fit", "--config", str(path), *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)

@@ -90,4 +90,5 @@ class SplitBatches(CodeDataModule):
         world_size, rank = self.trainer.world_size, self.trainer.global_rank
         stream = TrainStream(self._reader, self._train_docs, fim_rate=self.fim_rate, spm_rate=self.spm_rate,
                              batch_size=self.batch_size)
-        return DataLoader(_RankSlice(stream, self.batch_size, rank, world_size), batch_size=self.batch_size // world_size)
+        per_rank = _RankSlice(stream, self.batch_size, rank, world_size)
+        return DataLoader(per_rank, batch_size=self.batch_size // world_size)

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -21,7 +22,7 @@ def test_schedule_warms_up_linearly_then_decays_to_a_thirtieth_of_the_peak():
     assert lr(10_000) == pytest.approx(1 / 30)
     assert lr(50_000) == pytest.approx(1 / 30)  # constant after the decay
     decay = [lr(s) for s in range(1000, 10_001, 100)]
-    assert all(a >= b for a, b in zip(decay, decay[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(decay))
 
 
 def test_weight_decay_applies_to_linear_weights_only():
