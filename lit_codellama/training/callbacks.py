@@ -133,6 +133,8 @@ class RunMetadata(L.Callback):
     """Writes `run.json` into the run directory: code version, seed, command line, library versions, world size."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":  # `validate` of a checkpoint leaves its training run's record alone
+            return
         log_dir = trainer.log_dir  # a collective call: every rank must make it
         if not trainer.is_global_zero or log_dir is None:
             return

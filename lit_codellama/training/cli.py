@@ -115,6 +115,8 @@ class CodeLlamaCLI(LightningCLI):
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        if self.subcommand != "fit":
+            self.save_config_callback = None  # `validate` of a checkpoint keeps its training run's config.yaml
         config = self._get(self.config_init, "trainer")
         run_dir = Path(config["default_root_dir"] or ".")
         checkpoint = self._get(self.config_init, "checkpoint")

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -63,6 +64,17 @@ def test_lightning_checkpoint_and_exported_model_hold_the_same_weights(run):
     exported = Llama.from_pretrained(run / "model")
     for (name, a), (_, b) in zip(from_checkpoint.state_dict().items(), exported.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_validate_scores_a_checkpoint_and_leaves_the_run_record_alone(run, capsys):
+    records = {name: (run / name).read_text() for name in ("config.yaml", "run.json")}
+    config = yaml.safe_load(records["config.yaml"])
+    config["trainer"]["logger"] = False
+    validate = run.parent / "validate.yaml"
+    validate.write_text(yaml.safe_dump(config))
+    assert main(["validate", "--config", str(validate), "--ckpt_path", str(run / "checkpoints/final.ckpt")]) == 0
+    assert re.search(r"val/bpb\W+[0-9.]+", capsys.readouterr().out)
+    assert records == {name: (run / name).read_text() for name in records}
 
 
 def test_next_stage_starts_from_the_exported_weights_with_a_new_rope_base(run, corpus_dir, tmp_path):
