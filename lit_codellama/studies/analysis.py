@@ -106,3 +106,36 @@ def attention_decay_bound(distances, theta: float, dim: int = 1024, scaling: flo
     frequencies = theta ** (-2 * np.arange(dim // 2) / dim)
     partial_sums = np.cumsum(np.exp(1j * n * frequencies), axis=1)  # S_1 .. S_{d/2}
     return np.abs(partial_sums).mean(axis=1)
+
+
+def context_length_axis(ax, lengths, trained_at) -> None:
+    """A log2 x-axis labelled at the measured context lengths, with dotted lines where arms were trained."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(set(lengths)), [str(int(n)) for n in sorted(set(lengths))])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    for length in sorted(set(trained_at)):
+        ax.axvline(length, color="grey", linestyle=":", linewidth=1)
+        ax.text(length, 1.01, f"trained at {length}", transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
+    ax.set_xlabel("context length (tokens)")
+
+
+def plot_ratios(ax, ratios: pd.DataFrame, labels: dict[str, str], colors: dict[str, Any]) -> None:
+    """Paired perplexity ratios from `summarize`d log-perplexity differences: geometric mean and interval.
+    `labels`: arm -> label; `colors`: label -> color (the other panels' palette)."""
+    for arm, label in labels.items():
+        rows = ratios[ratios["arm"] == arm].sort_values("length")
+        if rows.empty:
+            continue
+        mean = np.exp(rows["mean"])
+        ax.errorbar(
+            rows["length"],
+            mean,
+            yerr=[mean - np.exp(rows["low"]), np.exp(rows["high"]) - mean],
+            marker="o",
+            capsize=3,
+            label=label,
+            color=colors[label],
+        )
+    ax.axhline(1.0, color="black", linewidth=0.8)
