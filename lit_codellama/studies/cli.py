@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         scripts = sorted(p.stem for p in (REPO_ROOT / "ablations").glob("*.py"))
         print(
-            "usage: python -m lit_codellama study <name|path.py> [--preset P] [--seeds N] [--out DIR] [--dry-run]\n\n"
+            "usage: python -m lit_codellama study <name|path.py> [--preset P] [--seeds N] [--out DIR] [--threads N]"
+            " [--dry-run]\n\n"
             f"studies in {REPO_ROOT / 'ablations'}: {', '.join(scripts)}\n"
             "Run `python -m lit_codellama study <name> --help` for a study's presets."
         )

@@ -134,3 +134,21 @@ def test_tidy_table_has_one_row_per_arm_seed_metric_and_coordinate(tmp_path):
 def test_unknown_evaluations_and_settings_are_rejected_when_the_study_is_declared(evaluations, message):
     with pytest.raises(ConfigError, match=message):
         Study("bad", "?", {"small": Preset(BASE, {"a": Arm()}, evaluations=evaluations)})
+
+
+@pytest.mark.parametrize("name", ["fim_rate", "rope_base", "long_context"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+def test_every_preset_of_every_study_resolves_to_runnable_configs(name, preset, tmp_path, capsys):
+    from lit_codellama.studies.cli import load_study, run_cli
+
+    study = load_study(name)
+    assert run_cli(study, ["--preset", preset, "--out", str(tmp_path), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    plan = Plan.make(study, preset, out=tmp_path)
+    assert printed.count("\n--- ") == len(plan.runs) == len(study.preset(preset).arms) * study.preset(preset).seeds
+    for run in plan.runs:
+        if study.preset(preset).arms[run.arm].train:
+            config = plan.train_config(run)
+            assert {"model", "data", "trainer"} <= set(config)
+            assert config["data"]["seed"] == config["seed_everything"] == run.seed
+    assert not any(tmp_path.iterdir()), "a dry run writes nothing"
