@@ -59,12 +59,13 @@ def val_loss(ctx: EvalContext, seq_len: int | None = None, max_batches: int | No
     if seq_len is not None:
         datamodule = CodeDataModule(**{**ctx.data_config, "seq_len": seq_len})
         datamodule.setup("validate")
-    metrics = LanguageModelingMetrics()
+    device = ctx.model.output.weight.device
+    metrics = LanguageModelingMetrics().to(device)
     with torch.inference_mode():
         for i, batch in enumerate(datamodule.val_dataloader()):
             if max_batches is not None and i >= max_batches:
                 break
-            metrics.update(ctx.model(batch["input_ids"]), batch["labels"])
+            metrics.update(ctx.model(batch["input_ids"].to(device)), batch["labels"].to(device))
     return [{"metric": "val_loss", "value": float(metrics.compute()["loss"])}]
 
 
@@ -197,8 +198,10 @@ def evaluate(
     evaluations: Mapping[str, Mapping[str, Any]],
     out_dir: Path,
 ) -> tuple[list[Measurement], dict[str, float]]:
-    """Run the preset's evaluations on the weights in `model_dir`; returns measurements and seconds per evaluation."""
-    model = Llama.from_pretrained(model_dir).eval()
+    """Run the preset's evaluations on the weights in `model_dir` (on the GPU when there is one); returns
+    measurements and seconds per evaluation."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = Llama.from_pretrained(model_dir).to(device).eval()
     if rope:
         model.set_rope(**rope)
     ctx = EvalContext(model, data_config, out_dir)
