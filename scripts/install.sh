@@ -6,11 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v bwrap >/dev/null; then
+# bubblewrap: the execution sandbox; the rest: MultiPL-E toolchains (C++, Java, PHP, TypeScript, C#).
+APT_PACKAGES="bubblewrap g++ default-jdk-headless libjavatuples-java php-cli nodejs node-typescript mono-mcs"
+missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
   else
-    echo "bubblewrap (bwrap) is missing: run 'sudo apt-get install bubblewrap' (the code-execution sandbox needs it)" >&2
+    echo "missing system packages: run 'sudo apt-get install -y" $missing "'" >&2
     exit 1
   fi
 fi
