@@ -378,9 +378,10 @@ def _removals(docs: datasets.Dataset, removed_by: np.ndarray, steps: list[str]) 
     out = {step: {"documents": 0, "tokens": 0, "bytes": 0} for step in steps}
     for step, n, size in zip(removed_by, docs["num_tokens"], docs["size"]):
         if step != KEPT:
-            out[step]["documents"] += 1
-            out[step]["tokens"] += n
-            out[step]["bytes"] += size
+            counts = out.setdefault(step, {"documents": 0, "tokens": 0, "bytes": 0})
+            counts["documents"] += 1
+            counts["tokens"] += n
+            counts["bytes"] += size
     return out
 
 

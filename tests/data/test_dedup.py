@@ -38,3 +38,7 @@ def test_formatting_does_not_hide_a_copy():
     code = "def area(width, height):\n    return width * height\n" * 5
     reformatted = code.replace("    ", "\t").replace(", ", ",")
     assert near_dedup([code, reformatted]) == [True, False]
+
+
+def test_near_duplicate_mask_of_no_documents_is_empty():
+    assert near_duplicate_mask([], threshold=0.85, scheme=Signer(num_perm=128, shingle_size=5).scheme) == []
