@@ -147,15 +147,3 @@ def _dependency_order(arms: Mapping[str, Arm]) -> list[str]:
             chain.append(parent)
         order += [arm for arm in reversed(chain) if arm not in order]
     return order
-
-
-def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
-    """`set_dotted(c, "model.model_config.rope_theta", 1e6)`; creates missing sections."""
-    *path, last = key.split(".")
-    node = config
-    for part in path:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {key!r}: {part!r} is {child!r}, not a section")
-        node = child
-    node[last] = value

@@ -17,8 +17,8 @@ Resume an interrupted run with `--ckpt_path last` (`train` does so by default). 
 
 from __future__ import annotations
 
+import copy
 import difflib
-import json
 import re
 from argparse import ArgumentError
 from collections.abc import Iterable
@@ -151,23 +151,47 @@ def train(
 ) -> Path:
     """Run `fit` as the CLI would; returns the directory of the final weights (`<run_dir>/model`).
 
-    config: a YAML path or the same content as a dict. overrides: dotted keys as on the command line,
-    e.g. `{"model.lr": 1e-3, "data.fim_rate": 0.0, "trainer.max_steps": 200}`. resume: continue from the
-    run directory's newest checkpoint when there is one. callbacks: extra callbacks (for example evaluation).
+    config: a YAML path or the same content as a dict. overrides: dotted keys replacing values of the config
+    (a list replaces the whole list), e.g. `{"model.lr": 1e-3, "data.fim_rate": 0.0, "trainer.max_steps": 200}`.
+    resume: continue from the run directory's newest checkpoint when there is one. callbacks: extra callbacks
+    (for example evaluation).
 
     Call it in one process, or in every process a launcher started (torchrun, srun): for `trainer.devices > 1`
     without a launcher, Lightning re-runs the calling script once per extra device.
     """
-    args = ["fit", "--config", str(config) if isinstance(config, (str, Path)) else yaml.safe_dump(config)]
-    # As typed on a command line: strings verbatim, everything else in JSON (numbers, true/false/null, lists, dicts).
+    config = load_yaml(config) if isinstance(config, (str, Path)) else copy.deepcopy(config)
     for key, value in (overrides or {}).items():
-        args.append(f"--{key}={value if isinstance(value, str) else json.dumps(value)}")
+        set_dotted(config, key, value)
     if run_dir is not None:
-        args.append(f"--trainer.default_root_dir={run_dir}")
-    if resume:
-        args.append("--ckpt_path=last")
+        set_dotted(config, "trainer.default_root_dir", str(run_dir))
+    args = ["fit", "--config", yaml.safe_dump(config)] + (["--ckpt_path=last"] if resume else [])
     cli = CodeLlamaCLI(args, callbacks=callbacks)
     return Path(cli.trainer.default_root_dir) / "model"
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a mapping of config sections (trainer:, model:, data:, ...)")
+    return config
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """`set_dotted(c, "model.model_config.rope_theta", 1e6)`; creates missing sections."""
+    *path, last = key.split(".")
+    node = config
+    for part in path:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is {child!r}, not a section")
+        node = child
+    node[last] = value
 
 
 def main(argv: list[str] | None = None) -> int:

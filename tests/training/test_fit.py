@@ -80,10 +80,15 @@ def test_validate_scores_a_checkpoint_and_leaves_the_run_record_alone(run, capsy
 def test_next_stage_starts_from_the_exported_weights_with_a_new_rope_base(run, corpus_dir, tmp_path):
     config = tiny_config(corpus_dir, tmp_path / "lcft", max_steps=1)
     config["model"]["model_config"] = {"preset": "cl-1m", "rope_theta": 1e6, "block_size": 128}
-    model_dir = train(config, overrides={"model.init_checkpoint": str(run / "model"), "model.lr": 1e-12,
-                                         "model.warmup_steps": 1, "data.seq_len": 128})
+    config["model"]["betas"] = [0.9, 0.95, 0.99]
+    path = tmp_path / "lcft.yaml"
+    path.write_text(yaml.safe_dump(config))
+    model_dir = train(path, overrides={"model.init_checkpoint": str(run / "model"), "model.lr": 1e-12,
+                                       "model.warmup_steps": 1, "data.seq_len": 128, "model.betas": [0.8, 0.9]})
     before, after = Llama.from_pretrained(run / "model"), Llama.from_pretrained(model_dir)
     assert after.config.rope_theta == 1e6 and after.config.block_size == 128
+    resolved = yaml.safe_load((tmp_path / "lcft" / "config.yaml").read_text())["model"]
+    assert resolved["betas"] == [0.8, 0.9] and resolved["init_checkpoint"] == str(run / "model")
     for (name, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # one step at lr 1e-12
 
@@ -92,7 +97,7 @@ def test_a_starting_checkpoint_of_another_shape_names_the_tensor(run, corpus_dir
     config = tiny_config(corpus_dir, tmp_path / "wider")
     config["model"]["init_checkpoint"] = str(run / "model")
     config["model"]["model_config"] = {"preset": "cl-1m", "intermediate_size": 128}
-    with pytest.raises(CheckpointError, match=r"feed_forward\.w13\.weight has shape \(512, 96\).*expects \(256, 96\)"):
+    with pytest.raises(CheckpointError, match=r"feed_forward\.w1\.weight has shape \(256, 96\).*expects \(128, 96\)"):
         train(config)
 
 
@@ -121,6 +126,11 @@ def test_non_finite_loss_stops_before_the_update_and_keeps_the_last_good_checkpo
     assert last["global_step"] == 4
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
     assert not (run_dir / "model").exists()
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file .*nope\.yaml does not exist"):
+        train(tmp_path / "nope.yaml")
 
 
 def test_unknown_config_key_names_the_closest_and_lists_the_valid_keys(corpus_dir, tmp_path):
