@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from lit_codellama.errors import LitCodeLlamaError
+
 # command -> (module with a `main(argv) -> int`, one-line help)
 COMMANDS = {
     "fit": ("lit_codellama.training.cli", "train a model (LightningCLI; --config configs/train/...yaml)"),
@@ -32,5 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[command][0])
-    # LightningCLI subcommands (fit, validate) keep their name; other modules take the remaining arguments.
-    return module.main([command, *rest] if command in ("fit", "validate") else rest) or 0
+    try:
+        # LightningCLI subcommands (fit, validate) keep their name; other modules take the remaining arguments.
+        return module.main([command, *rest] if command in ("fit", "validate") else rest) or 0
+    except LitCodeLlamaError as error:  # bad input: the message says what and where; a traceback would bury it
+        print(f"error: {error}", file=sys.stderr)
+        return 2

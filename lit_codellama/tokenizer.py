@@ -15,12 +15,14 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from lit_codellama.errors import LitCodeLlamaError
+
 PREFIX, SUFFIX, MIDDLE, EOT = "▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"
 # Meta's `encode_infilling` encodes "☺" + text and cuts the tokens of "☺" off to lose the implicit leading space.
 INFILL_MARKER = "☺"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(LitCodeLlamaError, ValueError):
     """A tokenizer file that cannot be loaded or trained, or that lacks the pieces a caller needs."""
 
 

@@ -16,6 +16,7 @@ from typing import TypedDict
 
 import torch
 
+from lit_codellama.errors import LitCodeLlamaError
 from lit_codellama.generate import generate
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
@@ -32,7 +33,7 @@ class Message(TypedDict):
     content: str
 
 
-class ChatFormatError(ValueError):
+class ChatFormatError(LitCodeLlamaError, ValueError):
     """A dialog that the chat format cannot express; the message says which message and why."""
 
 
