@@ -61,8 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     code.add_argument("--allow-weak-sandbox", action="store_true",
                       help=f"without bubblewrap, run untrusted code with rlimits only (also needs {WEAK_ENV_VAR}=1)")
 
-    tasks.add_parser("humaneval", parents=[common, code], help="HumanEval, 164 problems (pass@k)")
-    mbpp = tasks.add_parser("mbpp", parents=[common, code], help="MBPP test set, 3-shot (pass@k)")
+    chat = argparse.ArgumentParser(add_help=False)
+    chat.add_argument("--prompt-format", choices=("completion", "instruct"), default="completion",
+                      help="instruct: ask the task as one [INST] chat turn and score the code of the answer "
+                           "(for Instruct models)")
+
+    tasks.add_parser("humaneval", parents=[common, code, chat], help="HumanEval, 164 problems (pass@k)")
+    mbpp = tasks.add_parser("mbpp", parents=[common, code, chat], help="MBPP test set, 3-shot (pass@k)")
     mbpp.add_argument("--data", type=Path, help="local mbpp.jsonl (default: the Hugging Face Hub)")
     multipl_e = tasks.add_parser("multipl-e", parents=[common, code], help="MultiPL-E in the paper's languages")
     multipl_e.add_argument("--languages", default="cpp,java,php,ts,cs,sh", help="comma-separated (default: all six)")
@@ -148,7 +153,10 @@ def _code_task(args: argparse.Namespace) -> dict[str, Any]:
     sandbox = Sandbox(allow_weak=args.allow_weak_sandbox)  # refuse before loading a model or generating
     run = dict(sandbox=sandbox, ks=args.k, timeout_s=args.timeout, workers=args.workers)
     languages = args.languages.split(",") if args.task == "multipl-e" else [None]
+    instruct = getattr(args, "prompt_format", "completion") == "instruct"
     if args.completions is not None:
+        if instruct:
+            raise EvalInputError("--completions scores completions as given: drop --prompt-format instruct")
         if len(languages) != 1:
             raise EvalInputError("--completions scores one language at a time: pass --languages LANG")
         task, problems = _code_problems(args, languages[0])
@@ -164,6 +172,10 @@ def _code_task(args: argparse.Namespace) -> dict[str, Any]:
         _write_summary(args.out, summary)
         return summary
     task, problems = _code_problems(args)
+    if instruct:
+        from lit_codellama.instruct.prompts import evaluate_instruct
+
+        return evaluate_instruct(task, problems, model, tok, out_dir=args.out, **sampling)
     infill_mode = args.mode if args.task == "infilling" else None
     return evaluate_problems(task, problems, model, tok, infill_mode=infill_mode, out_dir=args.out, **sampling)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from lit_codellama.evaluation.tasks import CodeProblem, evaluate_problems
@@ -26,19 +25,7 @@ def humaneval_problems(limit: int | None = None) -> list[CodeProblem]:
     return problems[:limit]
 
 
-def evaluate_humaneval(
-    model,
-    tok,
-    n_samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 0.95,
-    max_new_tokens: int = 512,
-    limit: int | None = None,
-    out_dir: str | Path | None = None,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """pass@k of `model` on HumanEval (greedy pass@1 by default). kwargs: see `tasks.evaluate_problems`."""
-    return evaluate_problems(
-        "humaneval", humaneval_problems(limit), model, tok, n_samples=n_samples, temperature=temperature,
-        top_p=top_p, max_new_tokens=max_new_tokens, out_dir=out_dir, **kwargs,
-    )
+def evaluate_humaneval(model, tok, limit: int | None = None, **kwargs: Any) -> dict[str, Any]:
+    """pass@k of `model` on HumanEval (greedy pass@1 by default). kwargs: sampling, scoring and output options of
+    `tasks.evaluate_problems`."""
+    return evaluate_problems("humaneval", humaneval_problems(limit), model, tok, **kwargs)

@@ -55,19 +55,11 @@ def infilling_problems(subset: str = "single-line", limit: int | None = None, se
 
 
 def evaluate_infilling(
-    model,
-    tok,
-    subset: str = "single-line",
-    mode: str = "psm",
-    n_samples: int = 1,
-    temperature: float = 0.0,
-    max_new_tokens: int = 128,
-    limit: int | None = None,
-    out_dir: str | Path | None = None,
-    **kwargs: Any,
+    model, tok, subset: str = "single-line", mode: str = "psm", limit: int | None = None, **kwargs: Any
 ) -> dict[str, Any]:
-    """pass@k of `model` on an infilling subset, with prompts in PSM or SPM order."""
+    """pass@k of `model` on an infilling subset, with prompts in PSM or SPM order (128 new tokens unless given).
+    kwargs: sampling, scoring and output options of `tasks.evaluate_problems`."""
+    kwargs.setdefault("max_new_tokens", 128)
     return evaluate_problems(
-        f"infilling-{subset}-{mode}", infilling_problems(subset, limit), model, tok, n_samples=n_samples,
-        temperature=temperature, max_new_tokens=max_new_tokens, infill_mode=mode, out_dir=out_dir, **kwargs,
+        f"infilling-{subset}-{mode}", infilling_problems(subset, limit), model, tok, infill_mode=mode, **kwargs
     )

@@ -59,19 +59,7 @@ def mbpp_problems(data: str | Path | None = None, limit: int | None = None) -> l
 
 
 def evaluate_mbpp(
-    model,
-    tok,
-    data: str | Path | None = None,
-    n_samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 0.95,
-    max_new_tokens: int = 512,
-    limit: int | None = None,
-    out_dir: str | Path | None = None,
-    **kwargs: Any,
+    model, tok, data: str | Path | None = None, limit: int | None = None, **kwargs: Any
 ) -> dict[str, Any]:
-    """pass@k of `model` on MBPP (3-shot). kwargs: see `tasks.evaluate_problems`."""
-    return evaluate_problems(
-        "mbpp", mbpp_problems(data, limit), model, tok, n_samples=n_samples, temperature=temperature, top_p=top_p,
-        max_new_tokens=max_new_tokens, out_dir=out_dir, **kwargs,
-    )
+    """pass@k of `model` on MBPP (3-shot). kwargs: sampling, scoring and output options of `tasks.evaluate_problems`."""
+    return evaluate_problems("mbpp", mbpp_problems(data, limit), model, tok, **kwargs)

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -204,12 +204,24 @@ def evaluate_problems(
     workers: int | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    answer_to_code: Callable[[str], str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Sample completions from `model` and score them: the summary dict, with `pass@k` at the top level."""
+    """Sample completions from `model` and score them: the summary dict, with `pass@k` at the top level.
+
+    answer_to_code: for models that answer in prose (Instruct), the code to score from each answer; the raw answers
+    then go to `answers.jsonl` beside the results. extra: more fields for the summary.
+    """
     sandbox = sandbox or Sandbox()  # refuse before spending time on generation
     settings = dict(n_samples=n_samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                     infill_mode=infill_mode, seed=seed)
     start = time.monotonic()
     samples = generate_samples(model, tok, problems, batch_size=batch_size, **settings)
-    extra = {"generation": settings, "generation_s": round(time.monotonic() - start, 3)}
-    return score_samples(task, problems, samples, sandbox, ks, timeout_s, workers, progress, out_dir, extra)
+    extra = {**(extra or {}), "generation": settings, "generation_s": round(time.monotonic() - start, 3)}
+    answers = samples
+    if answer_to_code is not None:
+        samples = [Sample(a.task_id, answer_to_code(a.completion)) for a in answers]
+    summary = score_samples(task, problems, samples, sandbox, ks, timeout_s, workers, progress, out_dir, extra)
+    if answer_to_code is not None and out_dir is not None:
+        write_jsonl(Path(out_dir) / "answers.jsonl", [{"task_id": a.task_id, "answer": a.completion} for a in answers])
+    return summary

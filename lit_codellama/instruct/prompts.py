@@ -9,15 +9,11 @@ functions exist; a full definition in the answer replaces the stub, a bare body 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from lit_codellama.evaluation.data import write_jsonl
-from lit_codellama.evaluation.sandbox import Sandbox
-from lit_codellama.evaluation.tasks import CodeProblem, Sample, generate_samples, score_samples
+from lit_codellama.evaluation.tasks import CodeProblem, evaluate_problems
 from lit_codellama.instruct.chat import prompt_text
 
 # [PYTHON] tags are what the self-instruct coder prompt asks for; Markdown fences are what chat models write.
@@ -65,35 +61,9 @@ def instruct_problems(task: str, problems: Sequence[CodeProblem]) -> list[CodePr
     ]
 
 
-def evaluate_instruct(
-    task: str,
-    problems: Sequence[CodeProblem],
-    model,
-    tok,
-    n_samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 0.95,
-    max_new_tokens: int = 512,
-    batch_size: int = 8,
-    seed: int = 0,
-    sandbox: Sandbox | None = None,
-    ks: Sequence[int] = (1, 10, 100),
-    timeout_s: float | None = None,
-    workers: int | None = None,
-    out_dir: str | Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
+def evaluate_instruct(task: str, problems: Sequence[CodeProblem], model, tok, **kwargs: Any) -> dict[str, Any]:
     """pass@k of a chat model on `task` ("humaneval" or "mbpp") with the instruct prompt format: `evaluate_problems`
     with the problems of `instruct_problems` and the code extracted from each answer. With `out_dir`, the raw
-    answers go to `answers.jsonl` beside the scored results."""
-    sandbox = sandbox or Sandbox()  # refuse before spending time on generation
-    chat_problems = instruct_problems(task, problems)
-    settings = dict(n_samples=n_samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-    start = time.monotonic()
-    answers = generate_samples(model, tok, chat_problems, batch_size=batch_size, **settings)
-    extra = {"prompt_format": "instruct", "generation": settings, "generation_s": round(time.monotonic() - start, 3)}
-    samples = [Sample(a.task_id, extract_code(a.completion)) for a in answers]
-    summary = score_samples(task, chat_problems, samples, sandbox, ks, timeout_s, workers, progress, out_dir, extra)
-    if out_dir is not None:
-        write_jsonl(Path(out_dir) / "answers.jsonl", [{"task_id": a.task_id, "answer": a.completion} for a in answers])
-    return summary
+    answers go to `answers.jsonl` beside the scored results. kwargs: options of `tasks.evaluate_problems`."""
+    return evaluate_problems(task, instruct_problems(task, problems), model, tok, answer_to_code=extract_code,
+                             extra={"prompt_format": "instruct"}, **kwargs)

@@ -81,3 +81,15 @@ def test_instruct_evaluation_runs_a_chat_model_end_to_end(tmp_path, tokenizer, t
     answers = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
     results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["completion"] for r in results] == [extract_code(a["answer"]) for a in answers]
+
+
+def test_eval_cli_asks_instruct_models_in_the_chat_format(tmp_path, tokenizer, tiny_checkpoint):
+    from lit_codellama.evaluation.cli import main
+
+    out = tmp_path / "he-instruct"
+    args = ["humaneval", "--checkpoint", str(tiny_checkpoint), "--tokenizer", str(tokenizer.path), "--limit", "2",
+            "--max-new-tokens", "8", "--k", "1", "--prompt-format", "instruct", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["prompt_format"] == "instruct" and summary["n_samples"] == 2
+    assert (out / "answers.jsonl").is_file()
