@@ -1,7 +1,7 @@
 """Reading and writing model weights: Hugging Face Llama/CodeLlama directories, our own format, Lightning checkpoints.
 
 Our format is a directory with `model_config.yaml` and `model.safetensors`. Hugging Face names map to
-ours by one small table; q/k/v and gate/up are concatenated into our fused projections.
+ours by one small table; q/k/v are concatenated into our fused projection.
 """
 
 from __future__ import annotations
@@ -30,18 +30,16 @@ _HF_TO_OURS = {
     "model.layers.{i}.input_layernorm.weight": "layers.{i}.attention_norm.weight",
     "model.layers.{i}.self_attn.o_proj.weight": "layers.{i}.attention.wo.weight",
     "model.layers.{i}.post_attention_layernorm.weight": "layers.{i}.ffn_norm.weight",
+    "model.layers.{i}.mlp.gate_proj.weight": "layers.{i}.feed_forward.w1.weight",
+    "model.layers.{i}.mlp.up_proj.weight": "layers.{i}.feed_forward.w3.weight",
     "model.layers.{i}.mlp.down_proj.weight": "layers.{i}.feed_forward.w2.weight",
 }
-# Our fused weights and the Hugging Face weights concatenated (in order) along dim 0.
-_FUSED = {
-    "layers.{i}.attention.qkv.weight": ("q_proj", "k_proj", "v_proj"),
-    "layers.{i}.feed_forward.w13.weight": ("gate_proj", "up_proj"),
-}
-_FUSED_PARENT = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "gate_proj": "mlp", "up_proj": "mlp"}
+# Our fused attention input projection: Hugging Face's q_proj, k_proj and v_proj concatenated along dim 0.
+_QKV = "layers.{i}.attention.qkv.weight"
 
 
-def _hf_name(part: str, i: int) -> str:
-    return f"model.layers.{i}.{_FUSED_PARENT[part]}.{part}.weight"
+def _hf_qkv_names(i: int) -> list[str]:
+    return [f"model.layers.{i}.self_attn.{p}_proj.weight" for p in "qkv"]
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -118,8 +116,7 @@ def hf_to_ours(hf_state: dict[str, torch.Tensor], config: ModelConfig) -> dict[s
         for hf_name, ours in _HF_TO_OURS.items():
             if "{i}" in hf_name:
                 state[ours.format(i=i)] = hf_state.pop(hf_name.format(i=i))
-        for ours, parts in _FUSED.items():
-            state[ours.format(i=i)] = torch.cat([hf_state.pop(_hf_name(p, i)) for p in parts], dim=0)
+        state[_QKV.format(i=i)] = torch.cat([hf_state.pop(name) for name in _hf_qkv_names(i)], dim=0)
     state["tok_embeddings.weight"] = hf_state.pop("model.embed_tokens.weight")
     state["norm.weight"] = hf_state.pop("model.norm.weight")
     # Tied checkpoints (not Code Llama's) have no lm_head: the output layer reuses the embedding.
@@ -129,18 +126,14 @@ def hf_to_ours(hf_state: dict[str, torch.Tensor], config: ModelConfig) -> dict[s
 
 def ours_to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     c = config
-    split_sizes = {
-        "layers.{i}.attention.qkv.weight": (c.n_head * c.head_size, c.n_kv_head * c.head_size, c.n_kv_head * c.head_size),
-        "layers.{i}.feed_forward.w13.weight": (c.intermediate_size, c.intermediate_size),
-    }
+    qkv_sizes = (c.n_head * c.head_size, c.n_kv_head * c.head_size, c.n_kv_head * c.head_size)
     hf = {hf_name: state[ours] for hf_name, ours in _HF_TO_OURS.items() if "{i}" not in hf_name}
     for i in range(c.n_layer):
         for hf_name, ours in _HF_TO_OURS.items():
             if "{i}" in hf_name:
                 hf[hf_name.format(i=i)] = state[ours.format(i=i)]
-        for ours, parts in _FUSED.items():
-            pieces = state[ours.format(i=i)].split(split_sizes[ours], dim=0)
-            hf.update({_hf_name(p, i): piece.contiguous() for p, piece in zip(parts, pieces)})
+        pieces = state[_QKV.format(i=i)].split(qkv_sizes, dim=0)
+        hf.update({name: piece.contiguous() for name, piece in zip(_hf_qkv_names(i), pieces)})
     return hf
 
 

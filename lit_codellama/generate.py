@@ -59,6 +59,7 @@ def generate(
     B, L = idx.shape
     max_len = L + max_new_tokens
     key_is_real = torch.arange(max_len, device=device)[None, :] >= pad[:, None]  # (B, S): False on left padding
+    padded = bool(pad.any())
     model.setup_kv_cache(B, max_len)
     try:
         causal = torch.ones(L, L, dtype=torch.bool, device=device).tril()
@@ -85,8 +86,8 @@ def generate(
             logits = model(
                 next_ids[:, None],
                 input_pos=torch.tensor([pos], device=device),
-                positions=(pos - pad)[:, None],
-                mask=key_is_real[:, None, None, : pos + 1],
+                positions=(pos - pad)[:, None] if padded else None,
+                mask=key_is_real[:, None, None, : pos + 1] if padded else None,  # unmasked attention is faster
             )[:, -1]
         return new_tokens
     finally:

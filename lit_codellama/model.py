@@ -89,11 +89,13 @@ class CausalSelfAttention(nn.Module):
         if input_pos is not None:
             k, v = self.kv_cache.update(input_pos, k, v)  # (B, nkv, S, hs)
         groups = self.n_head // self.n_kv_head
-        if mask is not None and groups > 1:
+        masked_gqa = mask is not None and groups > 1
+        if masked_gqa:
             # CPU SDPA kernels are ~10x slower for GQA with a mask than for repeated K/V with one.
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, nh, S, hs)
+        # Without a mask: causal over the sequence, or (one new token against the cache) attend to every key.
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=mask is None and groups > 1
+            q, k, v, attn_mask=mask, is_causal=mask is None and input_pos is None, enable_gqa=groups > 1 and not masked_gqa
         )  # (B, nh, T, hs)
         return self.wo(y.transpose(1, 2).reshape(B, T, q_size))
 
@@ -101,12 +103,13 @@ class CausalSelfAttention(nn.Module):
 class SwiGLU(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.w13 = nn.Linear(config.n_embd, 2 * config.intermediate_size, bias=False)  # gate and up, fused
-        self.w2 = nn.Linear(config.intermediate_size, config.n_embd, bias=False)
+        # Gate and up stay separate: fused, their strided halves make SwiGLU's elementwise ops and backward slower on CPU.
+        self.w1 = nn.Linear(config.n_embd, config.intermediate_size, bias=False)  # gate
+        self.w3 = nn.Linear(config.n_embd, config.intermediate_size, bias=False)  # up
+        self.w2 = nn.Linear(config.intermediate_size, config.n_embd, bias=False)  # down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.w13(x).chunk(2, dim=-1)
-        return self.w2(F.silu(gate) * up)
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
 class Block(nn.Module):
@@ -158,12 +161,13 @@ class Llama(nn.Module):
 
         input_pos: (T,) KV-cache slots to write (after `setup_kv_cache`); None runs without the cache.
         positions: RoPE positions, (T,) or (B, T) for left-padded batches; defaults to input_pos or 0..T-1.
-        mask: boolean attention mask broadcastable to (B, nh, T, S), True = attend; defaults to causal.
+        mask: boolean attention mask broadcastable to (B, nh, T, S), True = attend; defaults to causal (a single
+            token decoded against the cache attends to every cached key).
         """
         B, T = idx.shape
         if positions is None:
             positions = input_pos if input_pos is not None else torch.arange(T, device=idx.device)
-        if input_pos is not None and mask is None:
+        if input_pos is not None and mask is None and T > 1:
             mask = torch.arange(int(input_pos[-1]) + 1, device=idx.device) <= input_pos[:, None]  # (T, S)
         x = self.tok_embeddings(idx)  # (B, T, C)
         cos, sin = rope_cos_sin(positions, self.config.head_size, self.config.rope_theta, self.config.rope_scaling, x.dtype)

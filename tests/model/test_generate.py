@@ -26,6 +26,19 @@ def test_cached_greedy_decoding_equals_full_recomputation(model):
     assert generate(model, [prompt], max_new_tokens=12) == [greedy_without_cache(model, prompt, 12)]
 
 
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+@torch.inference_mode()
+def test_cached_logits_equal_full_recomputation_with_grouped_query_attention(n_kv_head):
+    torch.manual_seed(0)
+    model = Llama(ModelConfig.from_name("cl-1m", n_kv_head=n_kv_head, vocab_size=256)).eval()
+    ids = torch.randint(0, 256, (2, 12))
+    model.setup_kv_cache(batch_size=2, max_seq_len=12)
+    prefill = model(ids[:, :8], input_pos=torch.arange(8))
+    decoded = [model(ids[:, t : t + 1], input_pos=torch.tensor([t])) for t in range(8, 12)]
+    model.clear_kv_cache()
+    torch.testing.assert_close(torch.cat([prefill, *decoded], dim=1), model(ids), atol=1e-5, rtol=1e-5)
+
+
 def test_left_padded_batch_equals_one_prompt_at_a_time(model):
     prompts = [[1, 5, 6, 7, 8, 9, 10, 11], [1, 300], [1, 40, 41, 42]]
     batched = generate(model, prompts, max_new_tokens=10)
