@@ -4,7 +4,9 @@
     python benchmarks/model_throughput.py --device cuda   # GPU: cl-1b in bf16, MFU against the card's dense peak
 
 Both models run interleaved in one process (A, B, A, B, ...) and the median of the rounds is reported, so
-background load affects both alike. Results are printed and saved as JSON under benchmarks/results/.
+background load affects both alike. Training FLOP/s are compared with a square matmul's; batch-1 decoding reads
+every weight once per token, so its weight bytes/s are compared with a matrix-vector product's (the memory-bandwidth
+ceiling). Results are printed and saved as JSON under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -41,6 +43,20 @@ def matmul_ceiling(device: str, dtype: torch.dtype, n: int = 1024, repeats: int 
         a @ b
     sync(device)
     return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def matvec_bandwidth(device: str, dtype: torch.dtype, n: int = 4096, repeats: int = 20) -> float:
+    """Bytes/s of an n x n matrix-vector product, which reads the matrix once: the ceiling of batch-1 decoding,
+    where every new token reads every weight."""
+    a, x = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ x
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ x
+    sync(device)
+    return a.numel() * a.element_size() * repeats / (time.perf_counter() - start)
 
 
 def timed(fn, device: str) -> float:
@@ -101,10 +117,10 @@ def bench_training(ours, hf, args, device) -> dict:
 
 
 @torch.inference_mode()
-def bench_generation(ours, hf, args, device) -> dict:
+def bench_generation(ours, hf, args, device, batch_size: int) -> dict:
     from lit_codellama.generate import generate
 
-    prompt = torch.randint(3, ours.config.vocab_size, (args.gen_batch, args.prompt_len), device=device)
+    prompt = torch.randint(3, ours.config.vocab_size, (batch_size, args.prompt_len), device=device)
     n = args.new_tokens
 
     def run_ours():
@@ -120,7 +136,11 @@ def bench_generation(ours, hf, args, device) -> dict:
     for _ in range(args.rounds):
         for name, run in runs.items():
             times[name].append(timed(run, device))
-    result = {name: {"tokens_per_s": args.gen_batch * n / statistics.median(t)} for name, t in times.items()}
+    weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
+    result = {}
+    for name, t in times.items():
+        steps_per_s = n / statistics.median(t)
+        result[name] = {"tokens_per_s": batch_size * steps_per_s, "weight_bytes_per_s": weight_bytes * steps_per_s}
     result["speedup"] = result["ours"]["tokens_per_s"] / result["transformers"]["tokens_per_s"]
     return result
 
@@ -133,7 +153,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--gen-batch", type=int, default=1)
+    parser.add_argument("--gen-batches", type=int, nargs="+", default=[1, 8], help="generation batch sizes")
     parser.add_argument("--prompt-len", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--compile", action="store_true", help="torch.compile both models' training step forward")
@@ -147,30 +167,37 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
 
     ceiling = matmul_ceiling(args.device, dtype, n=8192 if cuda else 1024)
+    bandwidth = matvec_bandwidth(args.device, dtype)
     device_name = torch.cuda.get_device_name() if cuda else f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
     peak = next((v for k, v in GPU_PEAK_BF16.items() if k in device_name), None) if cuda else None
     report = {"device": device_name, "dtype": str(dtype), "torch": torch.__version__, "matmul_ceiling_flop_per_s": ceiling,
+              "matvec_bytes_per_s": bandwidth,
               "peak_flop_per_s": peak, "args": {k: str(v) for k, v in vars(args).items()}, "models": {}}
-    print(f"{device_name}: {'8192' if cuda else '1024'}-square {dtype} matmul ceiling {ceiling / 1e9:.1f} GFLOP/s")
+    print(f"{device_name}: {'8192' if cuda else '1024'}-square {dtype} matmul ceiling {ceiling / 1e9:.1f} GFLOP/s, "
+          f"matrix-vector product reads {bandwidth / 1e9:.1f} GB/s")
     for name in presets:
         ours, hf = build_pair(name, args.device, dtype, vocab_size)
         entry = {"params": ours.num_params(), "training": bench_training(ours, hf, args, args.device),
-                 "generation": bench_generation(ours, hf, args, args.device)}
+                 "generation": {f"batch_{b}": bench_generation(ours, hf, args, args.device, b) for b in args.gen_batches}}
         achieved = entry["training"]["ours"]["flop_per_s"]
         entry["training"]["ours_fraction_of_matmul_ceiling"] = achieved / ceiling
         if peak:
             entry["training"]["ours_mfu"] = achieved / peak
             entry["training"]["transformers_mfu"] = entry["training"]["transformers"]["flop_per_s"] / peak
         report["models"][name] = entry
-        t, g = entry["training"], entry["generation"]
+        t = entry["training"]
         print(
             f"{name} ({entry['params'] / 1e6:.1f}M params) training: ours {t['ours']['tokens_per_s']:,.0f} tok/s "
             f"({achieved / 1e9:,.1f} GFLOP/s = {achieved / ceiling:.0%} of matmul ceiling"
             + (f", MFU {achieved / peak:.1%}" if peak else "")
-            + f"), transformers {t['transformers']['tokens_per_s']:,.0f} tok/s -> {t['speedup']:.2f}x | "
-            f"generation: ours {g['ours']['tokens_per_s']:,.1f} tok/s, transformers {g['transformers']['tokens_per_s']:,.1f} tok/s "
-            f"-> {g['speedup']:.2f}x"
+            + f"), transformers {t['transformers']['tokens_per_s']:,.0f} tok/s -> {t['speedup']:.2f}x"
         )
+        for batch, g in entry["generation"].items():
+            print(
+                f"  generation {batch.replace('_', ' ')}: ours {g['ours']['tokens_per_s']:,.1f} tok/s "
+                f"(weights read at {g['ours']['weight_bytes_per_s'] / bandwidth:.0%} of the matrix-vector rate), "
+                f"transformers {g['transformers']['tokens_per_s']:,.1f} tok/s -> {g['speedup']:.2f}x"
+            )
         del ours, hf
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"model_throughput_{args.device}{'_compiled' if args.compile else ''}.json"
