@@ -12,7 +12,7 @@ with θ = 1e4 for the same steps and tokens: the control separates LCFT's effect
 import sys
 
 from lit_codellama.studies import Arm, Preset, Study, run_cli
-from lit_codellama.studies.configs import continued_training, cpu_training
+from lit_codellama.studies.configs import SHORT_CONTEXT_PRETRAINING, continued_training
 
 
 def arms(control: dict, lcft: dict, lcft_config: str | None = None) -> dict[str, Arm]:
@@ -44,17 +44,7 @@ STUDY = Study(
     "context, at a small cost on short-context benchmarks.",
     presets={
         "tiny": Preset(
-            train=cpu_training(
-                "cl-1m",
-                seq_len=32,
-                batch_size=8,
-                steps=12,
-                lr=3e-3,
-                warmup_steps=3,
-                fim_rate=0.9,
-                recipe="ablations/tiny_corpus.yaml",
-                val_batches=2,
-            ),
+            train=SHORT_CONTEXT_PRETRAINING["tiny"],
             arms=arms(
                 continued_training(32, batch_size=8, steps=4, lr=1e-3, warmup_steps=1),
                 continued_training(128, batch_size=2, steps=4, lr=1e-3, warmup_steps=1, rope_theta=1e6),
@@ -64,9 +54,7 @@ STUDY = Study(
             notes="Plumbing check for the tests: cl-1m, L = 32 tokens, 12 + 4 steps on a 1.5 MB corpus.",
         ),
         "small": Preset(
-            train=cpu_training(
-                "cl-1m", seq_len=128, batch_size=16, steps=600, lr=3e-3, warmup_steps=30, fim_rate=0.9, val_every=150
-            ),
+            train=SHORT_CONTEXT_PRETRAINING["small"],
             arms=arms(
                 continued_training(128, batch_size=16, steps=150, lr=1e-3, warmup_steps=10),
                 continued_training(512, batch_size=4, steps=150, lr=1e-3, warmup_steps=10, rope_theta=1e6),

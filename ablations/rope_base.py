@@ -12,7 +12,7 @@ Pretrain at a short context L with θ = 1e4, then fine-tune at 4L from those wei
 import sys
 
 from lit_codellama.studies import Arm, Preset, Study, run_cli
-from lit_codellama.studies.configs import continued_training, cpu_training
+from lit_codellama.studies.configs import SHORT_CONTEXT_PRETRAINING, continued_training
 
 # Table 18's fine-tuned rows: label and RoPE settings.
 LCFT = {
@@ -55,26 +55,14 @@ STUDY = Study(
     "position interpolation beyond the fine-tuning length; without fine-tuning, neither θ extrapolates.",
     presets={
         "tiny": Preset(
-            train=cpu_training(
-                "cl-1m",
-                seq_len=32,
-                batch_size=8,
-                steps=12,
-                lr=3e-3,
-                warmup_steps=3,
-                fim_rate=0.9,
-                recipe="ablations/tiny_corpus.yaml",
-                val_batches=2,
-            ),
+            train=SHORT_CONTEXT_PRETRAINING["tiny"],
             arms=arms(continued_training(seq_len=128, batch_size=2, steps=4, lr=1e-3, warmup_steps=1)),
             evaluations=evaluations(32, n_per_cell=2, n_documents=1),
             seeds=1,
             notes="Plumbing check for the tests: cl-1m, L = 32 tokens, 12 + 4 steps on a 1.5 MB corpus.",
         ),
         "small": Preset(
-            train=cpu_training(
-                "cl-1m", seq_len=128, batch_size=16, steps=600, lr=3e-3, warmup_steps=30, fim_rate=0.9, val_every=150
-            ),
+            train=SHORT_CONTEXT_PRETRAINING["small"],
             arms=arms(continued_training(seq_len=512, batch_size=4, steps=150, lr=1e-3, warmup_steps=10)),
             evaluations=evaluations(128, n_per_cell=16, n_documents=8),
             seeds=3,

@@ -47,6 +47,18 @@ def cpu_training(
     }
 
 
+# What both long-context studies (rope_base, long_context) fine-tune from: cl-1m with FIM 0.9 at a short context L.
+SHORT_CONTEXT_PRETRAINING = {
+    "tiny": cpu_training(
+        "cl-1m", seq_len=32, batch_size=8, steps=12, lr=3e-3, warmup_steps=3, fim_rate=0.9,
+        recipe="ablations/tiny_corpus.yaml", val_batches=2,
+    ),
+    "small": cpu_training(
+        "cl-1m", seq_len=128, batch_size=16, steps=600, lr=3e-3, warmup_steps=30, fim_rate=0.9, val_every=150
+    ),
+}
+
+
 def continued_training(
     seq_len: int,
     batch_size: int,
