@@ -28,15 +28,16 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in float32 whatever the activation dtype, as the reference implementation does.
-        normed = F.rms_norm(x.float(), (x.size(-1),), eps=self.eps).to(x.dtype)
-        return self.weight * normed
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)  # one fused kernel
+        # Lower precision: normalise in float32, then scale in the activation dtype, as the reference does.
+        return self.weight * F.rms_norm(x.float(), (x.size(-1),), eps=self.eps).to(x.dtype)
 
 
 def rope_cos_sin(
     positions: torch.Tensor, head_size: int, theta: float, scaling: float, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin of the rotation angles, shape positions.shape + (head_size,).
+    """cos and signed sin of the rotation angles for `apply_rope`, shape positions.shape + (head_size,).
 
     theta is RoPE's base (1e4 in Llama 2, 1e6 in Code Llama); scaling > 1 is linear position
     interpolation (Chen et al. 2023), which divides every frequency by the factor.
@@ -44,14 +45,14 @@ def rope_cos_sin(
     exponents = torch.arange(0, head_size, 2, device=positions.device, dtype=torch.int64).float() / head_size
     inv_freq = 1.0 / (theta**exponents) / scaling
     angles = positions.float()[..., None] * inv_freq  # (..., T, hs/2)
-    angles = torch.cat((angles, angles), dim=-1)  # (..., T, hs)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((-sin, sin), dim=-1).to(dtype)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Hugging Face's rotate-half RoPE, x * cos + cat(-x2, x1) * sin, with the sign folded into `signed_sin`."""
     x1, x2 = x.chunk(2, dim=-1)
-    rotated = torch.cat((-x2, x1), dim=-1)
-    return x * cos + rotated * sin
+    return x * cos + torch.cat((x2, x1), dim=-1) * signed_sin
 
 
 class KVCache(nn.Module):
