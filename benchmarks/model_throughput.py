@@ -32,31 +32,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_ceiling(device: str, dtype: torch.dtype, n: int = 1024, repeats: int = 20) -> float:
-    """FLOP/s of an n x n matmul: the practical peak of this machine."""
+def matmul_ceiling(device: str, dtype: torch.dtype, n: int = 1024, repeats: int = 20, trials: int = 5) -> float:
+    """FLOP/s of an n x n matmul, the best of `trials` (a ceiling, so a busy moment must not lower it)."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    sync(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
+    return max(2 * n**3 * repeats / timed(lambda: [a @ b for _ in range(repeats)], device) for _ in range(trials))
 
 
-def matvec_bandwidth(device: str, dtype: torch.dtype, n: int = 4096, repeats: int = 20) -> float:
+def matvec_bandwidth(device: str, dtype: torch.dtype, n: int = 4096, repeats: int = 20, trials: int = 5) -> float:
     """Bytes/s of an n x n matrix-vector product, which reads the matrix once: the ceiling of batch-1 decoding,
-    where every new token reads every weight."""
+    where every new token reads every weight. Best of `trials`."""
     a, x = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, device=device, dtype=dtype)
     for _ in range(3):
         a @ x
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ x
-    sync(device)
-    return a.numel() * a.element_size() * repeats / (time.perf_counter() - start)
+    nbytes = a.numel() * a.element_size() * repeats
+    return max(nbytes / timed(lambda: [a @ x for _ in range(repeats)], device) for _ in range(trials))
 
 
 def timed(fn, device: str) -> float:
