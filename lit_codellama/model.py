@@ -95,8 +95,9 @@ class CausalSelfAttention(nn.Module):
             # CPU SDPA kernels are ~10x slower for GQA with a mask than for repeated K/V with one.
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, nh, S, hs)
         # Without a mask: causal over the sequence, or (one new token against the cache) attend to every key.
+        causal = mask is None and input_pos is None
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None and input_pos is None, enable_gqa=groups > 1 and not masked_gqa
+            q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=groups > 1 and not masked_gqa
         )  # (B, nh, T, hs)
         return self.wo(y.transpose(1, 2).reshape(B, T, q_size))
 
@@ -104,7 +105,7 @@ class CausalSelfAttention(nn.Module):
 class SwiGLU(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        # Gate and up stay separate: fused, their strided halves make SwiGLU's elementwise ops and backward slower on CPU.
+        # Gate and up stay separate: fused, their strided halves slow SwiGLU's elementwise ops and backward on CPU.
         self.w1 = nn.Linear(config.n_embd, config.intermediate_size, bias=False)  # gate
         self.w3 = nn.Linear(config.n_embd, config.intermediate_size, bias=False)  # up
         self.w2 = nn.Linear(config.intermediate_size, config.n_embd, bias=False)  # down
