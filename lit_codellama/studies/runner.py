@@ -118,8 +118,10 @@ def execute(plan: Plan) -> pd.DataFrame:
     pending = pending_runs(plan)
     print(f"{plan.study.name} ({plan.preset_name}): {len(plan.runs)} runs, {len(pending)} to do, results in {plan.out}")
     for i, run in enumerate(pending, 1):
-        print(f"[{i}/{len(pending)}] {run.key}", flush=True)
-        execute_run(plan, run)
+        print(f"[{i}/{len(pending)}] {run.key} ...", end=" ", flush=True)
+        timings = execute_run(plan, run)
+        total, train_s = sum(timings.values()), timings.get("train_s", 0.0)
+        print(f"{total:.0f} s (training {train_s:.0f} s, evaluation {total - train_s:.0f} s)", flush=True)
     table = collect(plan)
     summary = summarize(table)
     table.to_csv(plan.out / "runs.csv", index=False)
@@ -151,9 +153,9 @@ def pending_runs(plan: Plan) -> list[Run]:
     return pending
 
 
-def execute_run(plan: Plan, run: Run) -> None:
+def execute_run(plan: Plan, run: Run) -> dict[str, float]:
     """Train (with the `fit` command's code path, resuming an interrupted run) unless the weights exist, evaluate,
-    and write `metrics.json` last."""
+    and write `metrics.json` last. Returns the seconds each step took."""
     from lit_codellama.studies.evaluations import evaluate
     from lit_codellama.training.cli import train
 
@@ -174,6 +176,7 @@ def execute_run(plan: Plan, run: Run) -> None:
     tmp = run_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(run_dir / "metrics.json")  # atomic: a crash never leaves a half-written "finished" marker
+    return result["timings"]
 
 
 def collect(plan: Plan) -> pd.DataFrame:
@@ -284,14 +287,19 @@ def _yaml_roundtrip(value: Any) -> Any:
 
 @contextmanager
 def _log_to(path: Path):
-    """Copy every log record and warning emitted during a run into `path` (Lightning's loggers do not propagate)."""
+    """Copy every log record and warning emitted during a run into `path` (Lightning's loggers do not propagate);
+    the console shows only Lightning's warnings and errors, so that a study's progress lines stay readable."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     loggers = [logging.getLogger(name) for name in ("", "lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in loggers]
+    consoles = [h for logger in loggers[1:] for h in logger.handlers if type(h) is logging.StreamHandler]
+    console_levels = [h.level for h in consoles]
     for logger in loggers:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+    for console in consoles:
+        console.setLevel(logging.WARNING)
     logging.captureWarnings(True)
     try:
         yield
@@ -300,4 +308,6 @@ def _log_to(path: Path):
         for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)
             logger.setLevel(level)
+        for console, level in zip(consoles, console_levels, strict=True):
+            console.setLevel(level)
         handler.close()

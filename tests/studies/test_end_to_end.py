@@ -1,6 +1,7 @@
 """Every study at `--preset tiny`, through its script's command line, then every notebook on the results."""
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -77,7 +78,10 @@ def test_rerunning_a_study_only_redoes_unfinished_runs(results, capsys, monkeypa
     threads = torch.get_num_threads()
     assert run_cli(load_study("fim_rate"), tiny(out)) == 0
     assert torch.get_num_threads() == threads, "--threads must not leak out of an in-process run"
-    assert "1 to do" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "1 to do" in printed.out
+    key = f"{interrupted.parent.parent.name}/{interrupted.parent.name}"
+    assert re.search(rf"\[1/1\] {re.escape(key)} \.\.\. \d+ s \(training 0 s, evaluation \d+ s\)", printed.out)
     assert all(p.stat().st_mtime_ns == stamps[p] for p in finished if p != interrupted)
     assert interrupted.is_file()
     after = pd.read_csv(out / "runs.csv")

@@ -1,4 +1,6 @@
+import io
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -6,7 +8,7 @@ import yaml
 
 from lit_codellama.errors import ConfigError
 from lit_codellama.studies import Arm, Plan, Preset, Run, Study, collect
-from lit_codellama.studies.runner import pending_runs
+from lit_codellama.studies.runner import _log_to, pending_runs
 from lit_codellama.training.cli import set_dotted
 
 BASE = {
@@ -152,3 +154,19 @@ def test_every_preset_of_every_study_resolves_to_runnable_configs(name, preset, 
             assert {"model", "data", "trainer"} <= set(config)
             assert config["data"]["seed"] == config["seed_everything"] == run.seed
     assert not any(tmp_path.iterdir()), "a dry run writes nothing"
+
+
+def test_a_runs_lightning_chatter_goes_to_its_log_and_only_warnings_reach_the_console(tmp_path, monkeypatch):
+    # Outside pytest Lightning prints through a StreamHandler of its own on "lightning.pytorch"; stand one in.
+    lightning_logger, screen = logging.getLogger("lightning.pytorch"), io.StringIO()
+    monkeypatch.setattr(lightning_logger, "handlers", [logging.StreamHandler(screen)])
+    monkeypatch.setattr(lightning_logger, "level", logging.INFO)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    with _log_to(tmp_path / "run.log"):
+        rank_zero.info("GPU available: False")
+        rank_zero.warning("checkpoint directory is not empty")
+    rank_zero.info("after the run")
+    log = (tmp_path / "run.log").read_text()
+    assert "GPU available" in log and "checkpoint directory is not empty" in log
+    assert "GPU available" not in screen.getvalue() and "checkpoint directory is not empty" in screen.getvalue()
+    assert "after the run" in screen.getvalue()  # the console is restored afterwards
