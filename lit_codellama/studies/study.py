@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lit_codellama.errors import ConfigError
+from lit_codellama.training.cli import load_yaml
 
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")  # it becomes a directory name
 
@@ -67,10 +66,10 @@ class Preset:
         spec = self.arms[arm].config if self.arms[arm].config is not None else self.train
         if isinstance(spec, Mapping):
             return copy.deepcopy(dict(spec))
-        path = root / spec
-        if not path.is_file():
-            raise ConfigError(f"training config {path} (arm {arm!r}) does not exist")
-        return yaml.safe_load(path.read_text())
+        try:
+            return load_yaml(root / spec)
+        except ConfigError as error:
+            raise ConfigError(f"arm {arm!r}: training {error}") from None
 
 
 @dataclass(frozen=True)
