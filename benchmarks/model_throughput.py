@@ -32,22 +32,23 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_ceiling(device: str, dtype: torch.dtype, n: int = 1024, repeats: int = 20, trials: int = 5) -> float:
-    """FLOP/s of an n x n matmul, the best of `trials` (a ceiling, so a busy moment must not lower it)."""
+def best_rate(amount: float, fn, device: str, trials: int = 5) -> float:
+    """`amount` per second of `fn`, the best of `trials` after a warm-up (a ceiling: a busy moment must not lower it)."""
+    fn()
+    return max(amount / timed(fn, device) for _ in range(trials))
+
+
+def matmul_ceiling(device: str, dtype: torch.dtype, n: int = 1024, repeats: int = 20) -> float:
+    """FLOP/s of an n x n matmul: the practical compute peak of this machine."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    return max(2 * n**3 * repeats / timed(lambda: [a @ b for _ in range(repeats)], device) for _ in range(trials))
+    return best_rate(2 * n**3 * repeats, lambda: [a @ b for _ in range(repeats)], device)
 
 
-def matvec_bandwidth(device: str, dtype: torch.dtype, n: int = 4096, repeats: int = 20, trials: int = 5) -> float:
+def matvec_bandwidth(device: str, dtype: torch.dtype, n: int = 4096, repeats: int = 20) -> float:
     """Bytes/s of an n x n matrix-vector product, which reads the matrix once: the ceiling of batch-1 decoding,
-    where every new token reads every weight. Best of `trials`."""
+    where every new token reads every weight matrix."""
     a, x = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ x
-    nbytes = a.numel() * a.element_size() * repeats
-    return max(nbytes / timed(lambda: [a @ x for _ in range(repeats)], device) for _ in range(trials))
+    return best_rate(a.numel() * a.element_size() * repeats, lambda: [a @ x for _ in range(repeats)], device)
 
 
 def timed(fn, device: str) -> float:
