@@ -33,7 +33,8 @@ def sync(device: str) -> None:
 
 
 def best_rate(amount: float, fn, device: str, trials: int = 5) -> float:
-    """`amount` per second of `fn`, the best of `trials` after a warm-up (a ceiling: a busy moment must not lower it)."""
+    """`amount` per second of `fn`, the best of `trials` after a warm-up (a ceiling: a busy moment must not
+    lower it)."""
     fn()
     return max(amount / timed(fn, device) for _ in range(trials))
 
@@ -128,7 +129,9 @@ def bench_generation(ours, hf, args, device, batch_size: int) -> dict:
     for _ in range(args.rounds):
         for name, run in runs.items():
             times[name].append(timed(run, device))
-    weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
+    # What a decode step reads in full: every weight matrix (of the embedding table, only the new tokens' rows).
+    matrices = [m.weight for m in ours.modules() if isinstance(m, torch.nn.Linear)]
+    weight_bytes = sum(w.numel() * w.element_size() for w in matrices)
     result = {}
     for name, t in times.items():
         steps_per_s = n / statistics.median(t)
