@@ -172,7 +172,8 @@ def train(
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()}; configs/ paths start at the repo root)"
+        raise ConfigError(f"config file {path} does not exist{where}")
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
