@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,12 +161,17 @@ def execute_run(plan: Plan, run: Run) -> dict[str, float]:
     from lit_codellama.training.cli import train
 
     run_dir = plan.run_dir(run)
+    arm: Arm = plan.preset.arms[run.arm]
+    needs_training = arm.train and not (plan.model_dir(run) / "model.safetensors").is_file()
+    if needs_training and not any(run_dir.glob("checkpoints/*.ckpt")):
+        # Nothing to resume: logs left here (a crash before the first checkpoint, or results copied from elsewhere)
+        # would mix with the new run's.
+        shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "arm.yaml").write_text(yaml.safe_dump(_plain(plan.definition(run)), sort_keys=False))
-    arm: Arm = plan.preset.arms[run.arm]
     timings: dict[str, float] = {}
     with _log_to(run_dir / "run.log"):
-        if arm.train and not (plan.model_dir(run) / "model.safetensors").is_file():
+        if needs_training:
             start = time.monotonic()
             train(plan.train_config(run), run_dir=run_dir)
             timings["train_s"] = round(time.monotonic() - start, 1)

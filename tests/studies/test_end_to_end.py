@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -86,6 +87,25 @@ def test_rerunning_a_study_only_redoes_unfinished_runs(results, capsys, monkeypa
     assert interrupted.is_file()
     after = pd.read_csv(out / "runs.csv")
     pd.testing.assert_frame_equal(before, after)  # the redone evaluation gives the same numbers
+
+
+@pytest.mark.slow
+def test_a_run_without_weights_or_checkpoints_retrains_from_a_clean_directory(results, monkeypatch):
+    """What a fresh clone holds: the committed logs and configs of a run, but neither its weights nor checkpoints."""
+    monkeypatch.setenv("LIT_CODELLAMA_DATA", str(results["fim_rate"].parent / "corpora"))
+    out = results["fim_rate"]
+    before = pd.read_csv(out / "runs.csv")
+    run_dir = sorted(out.glob("runs/*/seed=*"))[-1]
+    for name in ("metrics.json", "model", "checkpoints"):
+        shutil.rmtree(run_dir / name) if (run_dir / name).is_dir() else (run_dir / name).unlink()
+    log = run_dir / "metrics.csv"
+    stale = pd.read_csv(log)
+    stale.loc[len(stale)] = {"step": 999, "val/loss": 99.0}  # a validation row (no epoch) of some other run
+    stale.to_csv(log, index=False)
+    assert run_cli(load_study("fim_rate"), tiny(out)) == 0
+    assert "999" not in pd.read_csv(log)["step"].astype(str).tolist()
+    assert (run_dir / "model" / "model.safetensors").is_file()
+    pd.testing.assert_frame_equal(before, pd.read_csv(out / "runs.csv"))  # retrained: the same numbers
 
 
 @pytest.mark.slow
