@@ -23,6 +23,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from lit_codellama import Llama, ModelConfig
+from lit_codellama.checkpoint import save_model
 
 GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s
 
@@ -64,7 +65,7 @@ def build_pair(name: str, device: str, dtype: torch.dtype, vocab_size: int) -> t
     torch.manual_seed(0)
     ours = Llama(ModelConfig.from_name(name, vocab_size=vocab_size))
     with tempfile.TemporaryDirectory() as tmp:
-        ours.save_pretrained(tmp, hf_format=True)
+        save_model(ours, tmp, hf_format=True)
         hf = LlamaForCausalLM.from_pretrained(tmp, attn_implementation="sdpa")
     return ours.to(device=device, dtype=dtype), hf.to(device=device, dtype=dtype)
 

@@ -30,9 +30,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from lit_codellama import Llama, ModelConfig
 from lit_codellama.data import CodeDataModule
+from lit_codellama.loss import IGNORE_INDEX, next_token_nats
 from lit_codellama.training import train
 from lit_codellama.training.callbacks import measure_matmul_flops
-from lit_codellama.training.module import IGNORE_INDEX, next_token_nats
 from lit_codellama.training.optim import cosine_with_warmup, param_groups
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"

@@ -1,4 +1,5 @@
-"""Model configuration: one dataclass, the released Code Llama shapes and small presets for CPU research."""
+"""Model configuration: one dataclass, the released Code Llama shapes and small presets for CPU research; and the
+two helpers every YAML run config goes through (`load_yaml`, `set_dotted`)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,16 @@ class ModelConfig:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+def resolve_model_config(spec: str | dict[str, Any], **overrides: Any) -> ModelConfig:
+    """A preset name, a model-config YAML file, `{preset: name, **overrides}`, or every field as a dict."""
+    if isinstance(spec, str):
+        return ModelConfig.from_name(spec, **overrides) if spec in PRESETS else ModelConfig.from_file(spec, **overrides)
+    spec = dict(spec)
+    if "preset" in spec:
+        return ModelConfig.from_name(spec.pop("preset"), **spec, **overrides)
+    return ModelConfig.from_dict({**spec, **overrides}, source="model.model_config")
+
+
 _CODELLAMA = dict(rope_theta=1_000_000.0, block_size=16384)
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -111,3 +122,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         n_layer=22, n_head=16, n_kv_head=4, n_embd=2048, intermediate_size=5632, vocab_size=32016, block_size=2048
     ),
 }
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()}; configs/ paths start at the repo root)"
+        raise ConfigError(f"config file {path} does not exist{where}")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a mapping of config sections (trainer:, model:, data:, ...)")
+    return config
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """`set_dotted(c, "model.model_config.rope_theta", 1e6)`; creates missing sections."""
+    *path, last = key.split(".")
+    node = config
+    for part in path:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is {child!r}, not a section")
+        node = child
+    node[last] = value

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from lit_codellama.checkpoint import load_model
 from lit_codellama.fim import infilling_prompt
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.prompt is None) == (args.prefix is None and args.suffix is None):
         parser.error("give either --prompt, or --prefix and/or --suffix")
 
-    model = Llama.from_pretrained(args.checkpoint).eval()
+    model = load_model(args.checkpoint).eval()
     tok = Tokenizer(args.tokenizer or find_tokenizer(args.checkpoint))
     generator = torch.Generator(device=model.output.weight.device).manual_seed(args.seed)
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, generator=generator)

@@ -12,7 +12,6 @@ load without permuting weights.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -202,15 +201,3 @@ class Llama(nn.Module):
         """Training FLOPs per token (forward + backward): 6N for the matmuls plus attention's scores."""
         c = self.config
         return 6 * self.num_params(exclude_embeddings=True) + 12 * c.n_layer * c.n_head * c.head_size * seq_len
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **config_overrides) -> Llama:
-        """A Hugging Face Llama/CodeLlama directory, our own saved directory, or a Lightning checkpoint file."""
-        from lit_codellama.checkpoint import load_model
-
-        return load_model(path, **config_overrides)
-
-    def save_pretrained(self, path: str | Path, hf_format: bool = False) -> None:
-        from lit_codellama.checkpoint import save_model
-
-        save_model(self, path, hf_format=hf_format)

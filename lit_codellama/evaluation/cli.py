@@ -173,7 +173,7 @@ def _code_task(args: argparse.Namespace) -> dict[str, Any]:
         return summary
     task, problems = _code_problems(args)
     if instruct:
-        from lit_codellama.instruct.prompts import evaluate_instruct
+        from lit_codellama.evaluation.instruct import evaluate_instruct
 
         return evaluate_instruct(task, problems, model, tok, out_dir=args.out, **sampling)
     infill_mode = args.mode if args.task == "infilling" else None

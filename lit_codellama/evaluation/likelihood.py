@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from lit_codellama.evaluation.data import EvalInputError
 from lit_codellama.evaluation.humaneval import humaneval_problems
 from lit_codellama.evaluation.infilling import infilling_problems
 from lit_codellama.evaluation.tasks import write_results
 from lit_codellama.fim import FIMSplit, fim_sample, infilling_prompt
+from lit_codellama.loss import IGNORE_INDEX, next_token_nats
 
 
 @torch.inference_mode()
@@ -35,15 +35,14 @@ def target_nll(model, sequences: Sequence[tuple[list[int], int]], batch_size: in
         rows = order[first : first + batch_size]
         length = max(len(sequences[i][0]) for i in rows)
         idx = torch.zeros(len(rows), length, dtype=torch.long, device=device)
-        targets = torch.full_like(idx, -100)  # ignored: padding and the context
+        targets = torch.full_like(idx, IGNORE_INDEX)  # ignored: padding and the context
         for r, i in enumerate(rows):
             ids, start = sequences[i]
             if not 1 <= start < len(ids):
                 raise ValueError(f"sequence {i}: targets must start within 1..{len(ids) - 1}, got {start}")
             idx[r, : len(ids)] = torch.tensor(ids)
             targets[r, start - 1 : len(ids) - 1] = torch.tensor(ids[start:])
-        logits = model(idx).float()
-        nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none").sum(dim=1)
+        nll = next_token_nats(model(idx), targets).sum(dim=1)
         for r, i in enumerate(rows):
             ids, start = sequences[i]
             out[i] = (float(nll[r]), ids[start:])

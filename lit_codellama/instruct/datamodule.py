@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from lit_codellama.chat import encode_dialog
 from lit_codellama.data.datamodule import CodeDataModule
 from lit_codellama.data.packing import TrainStream
 from lit_codellama.errors import ConfigError
-from lit_codellama.instruct.chat import encode_dialog
 from lit_codellama.instruct.dataset import InstructSource, load_instruct
+from lit_codellama.loss import IGNORE_INDEX
 from lit_codellama.tokenizer import Tokenizer
-from lit_codellama.training.module import IGNORE_INDEX
 
 INSTRUCT = "instruct"
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lit_codellama.chat import ChatFormatError, Message, turns
 from lit_codellama.data.recipe import DataError
 from lit_codellama.data.sources import load_hub_dataset
 from lit_codellama.instruct.builtin import stdlib_rows
-from lit_codellama.instruct.chat import ChatFormatError, Message, turns
 
 log = logging.getLogger(__name__)
 SHOWN_PROBLEMS = 10

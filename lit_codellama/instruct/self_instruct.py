@@ -33,16 +33,16 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from lit_codellama.chat import TAGS, Message, encode_prompt
 from lit_codellama.checkpoint import load_model
 from lit_codellama.data.dedup import Signer, first_occurrences, near_duplicate_mask
 from lit_codellama.data.sources import sha256
 from lit_codellama.errors import LitCodeLlamaError
 from lit_codellama.evaluation.data import write_jsonl
 from lit_codellama.evaluation.execution import run_programs
+from lit_codellama.evaluation.instruct import extract_code
 from lit_codellama.evaluation.sandbox import Limits, Sandbox
 from lit_codellama.generate import find_tokenizer, generate
-from lit_codellama.instruct.chat import TAGS, Message, encode_prompt
-from lit_codellama.instruct.prompts import extract_code
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
 
@@ -384,7 +384,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     d = SelfInstructConfig("", "")
     add = parser.add_argument
-    add("--generator", required=True, help="checkpoint that writes the questions (anything Llama.from_pretrained loads)")
+    add("--generator", required=True, help="checkpoint that writes the questions (anything load_model loads)")
     add("--coder", required=True, help="checkpoint that writes the tests and the solutions")
     add("--out", required=True, type=Path, help="output directory; an existing one is resumed")
     add("--generator-tokenizer", help="sentencepiece model of the generator (default: tokenizer.model beside it)")

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from lit_codellama.checkpoint import load_model
 from lit_codellama.errors import ConfigError
 from lit_codellama.model import Llama
 
@@ -53,7 +54,7 @@ class EvalContext:
 def val_loss(ctx: EvalContext, seq_len: int | None = None, max_batches: int | None = None) -> list[Measurement]:
     """Left-to-right validation loss on the held-out split, at the training context or at `seq_len`."""
     from lit_codellama.data import CodeDataModule
-    from lit_codellama.training.module import LanguageModelingMetrics
+    from lit_codellama.loss import LanguageModelingMetrics
 
     datamodule = ctx.datamodule
     if seq_len is not None:
@@ -201,7 +202,7 @@ def evaluate(
     """Run the preset's evaluations on the weights in `model_dir` (on the GPU when there is one); returns
     measurements and seconds per evaluation."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = Llama.from_pretrained(model_dir).to(device).eval()
+    model = load_model(model_dir).to(device).eval()
     if rope:
         model.set_rope(**rope)
     ctx = EvalContext(model, data_config, out_dir)

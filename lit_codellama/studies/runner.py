@@ -34,10 +34,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from lit_codellama.config import set_dotted
 from lit_codellama.errors import ConfigError
 from lit_codellama.studies.stats import RUN_COLUMNS, format_summary, summarize
 from lit_codellama.studies.study import Arm, Preset, Run, Study
-from lit_codellama.training.cli import set_dotted
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

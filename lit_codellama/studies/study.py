@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lit_codellama.config import load_yaml
 from lit_codellama.errors import ConfigError
-from lit_codellama.training.cli import load_yaml
 
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")  # it becomes a directory name
 

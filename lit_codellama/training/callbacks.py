@@ -23,8 +23,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from lit_codellama.checkpoint import load_model, save_model
 from lit_codellama.errors import LitCodeLlamaError
-from lit_codellama.model import Llama
 
 
 class NonFiniteLossError(LitCodeLlamaError, RuntimeError):
@@ -192,7 +192,7 @@ class ExportModel(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.save_checkpoint(self.checkpoint)
         if trainer.is_global_zero:
-            Llama.from_pretrained(self.checkpoint).save_pretrained(self.model_dir)
+            save_model(load_model(self.checkpoint), self.model_dir)
             tokenizer = getattr(trainer.datamodule, "tokenizer", None)
             if tokenizer is not None:
                 shutil.copyfile(tokenizer.path, self.model_dir / "tokenizer.model")

@@ -35,6 +35,7 @@ from lightning.pytorch.callbacks.progress.rich_progress import (
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lit_codellama.config import load_yaml, set_dotted
 from lit_codellama.data import CodeDataModule
 from lit_codellama.errors import ConfigError
 from lit_codellama.training.callbacks import (
@@ -167,32 +168,6 @@ def train(
     args = ["fit", "--config", yaml.safe_dump(config)] + (["--ckpt_path=last"] if resume else [])
     cli = CodeLlamaCLI(args, callbacks=callbacks)
     return Path(cli.trainer.default_root_dir) / "model"
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        where = "" if path.is_absolute() else f" (relative to {Path.cwd()}; configs/ paths start at the repo root)"
-        raise ConfigError(f"config file {path} does not exist{where}")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path} must hold a mapping of config sections (trainer:, model:, data:, ...)")
-    return config
-
-
-def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
-    """`set_dotted(c, "model.model_config.rope_theta", 1e6)`; creates missing sections."""
-    *path, last = key.split(".")
-    node = config
-    for part in path:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {key!r}: {part!r} is {child!r}, not a section")
-        node = child
-    node[last] = value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -10,67 +9,19 @@ from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 import torch.utils.checkpoint
 from lightning.fabric.utilities.throughput import measure_flops
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
-from torchmetrics import Metric
 
 from lit_codellama.checkpoint import check_state_dict, read_checkpoint
-from lit_codellama.config import PRESETS, ModelConfig
+from lit_codellama.config import resolve_model_config
 from lit_codellama.errors import ConfigError
+from lit_codellama.loss import IGNORE_INDEX, LanguageModelingMetrics, next_token_nats
 from lit_codellama.model import Llama
 from lit_codellama.training.optim import cosine_with_warmup, param_groups
 
 if TYPE_CHECKING:
     from lit_codellama.tokenizer import Tokenizer
-
-IGNORE_INDEX = -100
-
-
-def resolve_model_config(spec: str | dict[str, Any], **overrides: Any) -> ModelConfig:
-    """A preset name, a model-config YAML file, `{preset: name, **overrides}`, or every field as a dict."""
-    if isinstance(spec, str):
-        return ModelConfig.from_name(spec, **overrides) if spec in PRESETS else ModelConfig.from_file(spec, **overrides)
-    spec = dict(spec)
-    if "preset" in spec:
-        return ModelConfig.from_name(spec.pop("preset"), **spec, **overrides)
-    return ModelConfig.from_dict({**spec, **overrides}, source="model.model_config")
-
-
-def next_token_nats(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-position cross-entropy in nats (0 where labels are ignored); float32 whatever the logits' dtype."""
-    return F.cross_entropy(
-        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
-    ).view_as(labels)
-
-
-class LanguageModelingMetrics(Metric):
-    """Token-weighted loss, perplexity and bits per byte, summed across batches and ranks."""
-
-    full_state_update = False
-
-    def __init__(self, byte_lengths: list[int] | None = None) -> None:
-        super().__init__()
-        self.add_state("nats", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("tokens", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
-        self.add_state("bytes", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
-        lengths = None if byte_lengths is None else torch.tensor(byte_lengths)
-        self.register_buffer("byte_lengths", lengths, persistent=False)
-
-    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        targets = labels[labels != IGNORE_INDEX]
-        self.nats += next_token_nats(logits, labels).sum(dtype=torch.float64)
-        self.tokens += targets.numel()
-        if self.byte_lengths is not None:
-            self.bytes += self.byte_lengths[targets].sum()
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        loss = self.nats / self.tokens
-        metrics = {"loss": loss, "ppl": loss.exp()}
-        if self.byte_lengths is not None:
-            metrics["bpb"] = self.nats / (math.log(2) * self.bytes)
-        return metrics
 
 
 class CodeLlamaLM(L.LightningModule):
@@ -81,7 +32,7 @@ class CodeLlamaLM(L.LightningModule):
             or a dict of every `ModelConfig` field. Long-context fine-tuning overrides `rope_theta` and `block_size`
             here; the loaded weights are unaffected, only the positions they see.
         vocab_size: overrides the config's vocabulary (the CLI links it to the data's tokenizer).
-        init_checkpoint: weights to start from (anything `Llama.from_pretrained` reads); the shapes must match
+        init_checkpoint: weights to start from (anything `load_model` reads); the shapes must match
             `model_config`. Loaded into partitioned parameters under DeepSpeed ZeRO-3.
         lr, min_lr_ratio, warmup_steps: peak learning rate, final LR as a fraction of it, linear warm-up steps.
         decay_steps: where the cosine reaches `lr * min_lr_ratio`; default `trainer.max_steps`.
@@ -109,7 +60,7 @@ class CodeLlamaLM(L.LightningModule):
         overrides = {} if vocab_size is None else {"vocab_size": vocab_size}
         self.model_config = resolve_model_config(model_config, **overrides)
         self.save_hyperparameters()
-        # Checkpoints carry the resolved config, so `Llama.from_pretrained(ckpt)` rebuilds the model without presets.
+        # Checkpoints carry the resolved config, so `load_model(ckpt)` rebuilds the model without presets.
         self.hparams.model_config = self.model_config.to_dict()
         self.model: Llama | None = None
         self.val_metrics: LanguageModelingMetrics | None = None

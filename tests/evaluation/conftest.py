@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lit_codellama import Llama, ModelConfig
+from lit_codellama.checkpoint import save_model
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +19,7 @@ def tiny_model(tokenizer) -> Llama:
 def tiny_checkpoint(tmp_path_factory, tiny_model, tokenizer_path) -> Path:
     """`tiny_model` saved in our format, with its tokenizer.model beside it (as the CLI expects)."""
     directory = tmp_path_factory.mktemp("checkpoint")
-    tiny_model.save_pretrained(directory)
+    save_model(tiny_model, directory)
     shutil.copy(tokenizer_path, directory / "tokenizer.model")
     return directory
 

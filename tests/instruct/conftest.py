@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lit_codellama import Llama, ModelConfig
+from lit_codellama.checkpoint import save_model
 from lit_codellama.data import build_corpus
 from lit_codellama.data.recipe import Decontamination, Dedup, Input, Recipe, Source, TokenizerSpec
 
@@ -14,7 +15,7 @@ def tiny_checkpoint(tmp_path_factory, tokenizer):
     """An untrained 1M-parameter model saved with its tokenizer, as the CLIs expect a checkpoint directory."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-model")
-    Llama(ModelConfig.from_name("cl-1m", vocab_size=tokenizer.vocab_size)).save_pretrained(path)
+    save_model(Llama(ModelConfig.from_name("cl-1m", vocab_size=tokenizer.vocab_size)), path)
     shutil.copyfile(tokenizer.path, path / "tokenizer.model")
     return path
 

@@ -2,9 +2,9 @@ import ast
 import sysconfig
 from pathlib import Path
 
+from lit_codellama.evaluation.instruct import extract_code
 from lit_codellama.instruct.builtin import stdlib_rows
 from lit_codellama.instruct.dataset import to_dialog
-from lit_codellama.instruct.prompts import extract_code
 
 DOC = "Return the sum of the two numbers given, rounded to the nearest integer."
 

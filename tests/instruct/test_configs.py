@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lit_codellama.checkpoint import load_model
+from lit_codellama.config import resolve_model_config
 from lit_codellama.instruct.datamodule import InstructDataModule
-from lit_codellama import Llama
 from lit_codellama.training import CodeLlamaLM, train
-from lit_codellama.training.module import resolve_model_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
 STAGES = ["instruct-7b", "instruct-small", "unnatural-34b", "unnatural-small"]
@@ -55,7 +55,7 @@ def test_cpu_stage_runs_through_the_fit_cli_on_a_tiny_model(stage, tmp_path, cor
                                        seq_len=64, batch_size=2)
     config["trainer"].update(max_steps=3, val_check_interval=3, limit_val_batches=2, enable_progress_bar=False)
     model_dir = train(config, run_dir=tmp_path / "run", resume=False)
-    Llama.from_pretrained(model_dir)
+    load_model(model_dir)
     assert "val/loss" in (tmp_path / "run" / "metrics.csv").read_text()
     resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]
     assert resolved["class_path"] == "lit_codellama.instruct.InstructDataModule"

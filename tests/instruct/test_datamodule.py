@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
+from lit_codellama.chat import encode_dialog
 from lit_codellama.errors import ConfigError
-from lit_codellama.instruct.chat import encode_dialog
 from lit_codellama.instruct.datamodule import InstructDataModule, split_dialogs
 from lit_codellama.instruct.dataset import InstructSource, load_instruct
-from lit_codellama.training.module import IGNORE_INDEX
+from lit_codellama.loss import IGNORE_INDEX
 
 
 @pytest.fixture(scope="module")

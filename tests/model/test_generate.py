@@ -3,6 +3,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from lit_codellama import Llama, ModelConfig
+from lit_codellama.checkpoint import save_model
 from lit_codellama.fim import infilling_prompt
 from lit_codellama.generate import complete, generate, infill, main, truncate_at_stop
 
@@ -62,7 +63,7 @@ def test_sampling_is_seeded_and_top_p_zero_is_greedy(model):
 
 
 def test_greedy_generation_equals_transformers_generate(tmp_path, model):
-    model.save_pretrained(tmp_path, hf_format=True)
+    save_model(model, tmp_path, hf_format=True)
     hf = LlamaForCausalLM.from_pretrained(tmp_path).eval()
     prompt = [1, 200, 201, 202, 203]
     ours = generate(model, [prompt], max_new_tokens=16)[0]
@@ -90,7 +91,7 @@ def test_infill_decodes_the_middle_generated_after_the_infilling_prompt(model, t
 
 
 def test_generate_cli_prints_prompt_and_completion(tmp_path, model, tokenizer_path, capsys):
-    model.save_pretrained(tmp_path)
+    save_model(model, tmp_path)
     (tmp_path / "tokenizer.model").write_bytes(tokenizer_path.read_bytes())
     assert main(["--checkpoint", str(tmp_path), "--prompt", "import os\n", "--max-new-tokens", "5"]) == 0
     assert capsys.readouterr().out.startswith("import os\n")

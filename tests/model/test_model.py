@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from lit_codellama import Llama, ModelConfig
-from lit_codellama.checkpoint import config_to_hf, hf_to_ours, ours_to_hf
+from lit_codellama.checkpoint import config_to_hf, hf_to_ours, load_model, ours_to_hf, save_model
 from lit_codellama.errors import CheckpointError, ConfigError
 
 HF_PARAM_COUNTS = {  # from the released Hugging Face checkpoints
@@ -51,7 +51,7 @@ def tiny_hf(n_kv_head: int, rope_theta: float, rope_scaling: float = 1.0) -> Lla
 def test_logits_equal_transformers(tmp_path, n_kv_head, rope_theta):
     hf = tiny_hf(n_kv_head, rope_theta)
     hf.save_pretrained(tmp_path)
-    ours = Llama.from_pretrained(tmp_path).eval()
+    ours = load_model(tmp_path).eval()
     assert ours.config.rope_theta == rope_theta
     idx = torch.randint(0, 300, (2, 100))
     with torch.no_grad():
@@ -63,7 +63,7 @@ def test_logits_equal_transformers(tmp_path, n_kv_head, rope_theta):
 def test_position_interpolation_equals_transformers_linear_rope(tmp_path):
     hf = tiny_hf(2, 1e4, rope_scaling=4.0)
     hf.save_pretrained(tmp_path)
-    ours = Llama.from_pretrained(tmp_path).eval()
+    ours = load_model(tmp_path).eval()
     assert ours.config.rope_scaling == 4.0
     idx = torch.randint(0, 300, (1, 80))
     with torch.no_grad():
@@ -73,7 +73,7 @@ def test_position_interpolation_equals_transformers_linear_rope(tmp_path):
 def test_rope_base_changes_the_logits(tmp_path):
     hf = tiny_hf(4, 1e4)
     hf.save_pretrained(tmp_path)
-    ours = Llama.from_pretrained(tmp_path).eval()
+    ours = load_model(tmp_path).eval()
     idx = torch.randint(0, 300, (1, 64))
     with torch.no_grad():
         before = ours(idx)
@@ -95,7 +95,7 @@ def test_hf_to_ours_to_hf_is_bit_identical():
 
 def test_saved_hf_directory_opens_in_transformers_with_the_same_logits(tmp_path):
     ours = Llama(ModelConfig.from_name("cl-1m", vocab_size=256, rope_theta=1e6)).eval()
-    ours.save_pretrained(tmp_path, hf_format=True)
+    save_model(ours, tmp_path, hf_format=True)
     hf = LlamaForCausalLM.from_pretrained(tmp_path).eval()
     idx = torch.randint(0, 256, (2, 40))
     with torch.no_grad():
@@ -114,7 +114,7 @@ def test_both_config_json_spellings_of_rope_theta_load(tmp_path, rope_fields):
     for key in ("rope_theta", "rope_scaling", "rope_parameters"):
         cfg.pop(key, None)
     (tmp_path / "config.json").write_text(json.dumps({**cfg, **rope_fields}))
-    assert Llama.from_pretrained(tmp_path).config.rope_theta == 1e6
+    assert load_model(tmp_path).config.rope_theta == 1e6
 
 
 def test_sharded_safetensors_checkpoint_loads(tmp_path):
@@ -127,14 +127,14 @@ def test_sharded_safetensors_checkpoint_loads(tmp_path):
     weight_map = {k: file for file, keys in shards.items() for k in keys}
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     hf.config.to_json_file(tmp_path / "config.json")
-    ours = Llama.from_pretrained(tmp_path)
+    ours = load_model(tmp_path)
     torch.testing.assert_close(ours.tok_embeddings.weight, state["model.embed_tokens.weight"])
 
 
 def test_our_format_round_trips(tmp_path):
     model = Llama(ModelConfig.from_name("cl-1m", vocab_size=256))
-    model.save_pretrained(tmp_path)
-    loaded = Llama.from_pretrained(tmp_path)
+    save_model(model, tmp_path)
+    loaded = load_model(tmp_path)
     assert loaded.config == model.config
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
@@ -142,14 +142,14 @@ def test_our_format_round_trips(tmp_path):
 
 def test_missing_checkpoint_names_the_path(tmp_path):
     with pytest.raises(CheckpointError, match="does-not-exist"):
-        Llama.from_pretrained(tmp_path / "does-not-exist")
+        load_model(tmp_path / "does-not-exist")
 
 
 def test_checkpoint_of_another_shape_names_the_tensor(tmp_path):
-    Llama(ModelConfig.from_name("cl-1m", vocab_size=256)).save_pretrained(tmp_path)
+    save_model(Llama(ModelConfig.from_name("cl-1m", vocab_size=256)), tmp_path)
     ModelConfig.from_name("cl-1m", vocab_size=512).save(tmp_path / "model_config.yaml")
     with pytest.raises(CheckpointError, match=r"tok_embeddings\.weight has shape \(256, 96\)"):
-        Llama.from_pretrained(tmp_path)
+        load_model(tmp_path)
 
 
 def test_unknown_config_field_lists_the_valid_ones(tmp_path):
@@ -192,7 +192,7 @@ def test_convert_cli_writes_a_directory_transformers_opens(tmp_path):
     from lit_codellama.cli import main
 
     model = Llama(ModelConfig.from_name("cl-1m", vocab_size=256)).eval()
-    model.save_pretrained(tmp_path / "ours")
+    save_model(model, tmp_path / "ours")
     assert main(["convert", str(tmp_path / "ours"), str(tmp_path / "hf"), "--to", "hf"]) == 0
     hf = LlamaForCausalLM.from_pretrained(tmp_path / "hf").eval()
     idx = torch.randint(0, 256, (1, 20))

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from lit_codellama.config import set_dotted
 from lit_codellama.errors import ConfigError
 from lit_codellama.studies import Arm, Plan, Preset, Run, Study, collect
 from lit_codellama.studies.runner import _log_to, pending_runs
-from lit_codellama.training.cli import set_dotted
 
 BASE = {
     "model": {"model_config": {"preset": "cl-1m"}, "lr": 1e-3},

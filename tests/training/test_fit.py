@@ -12,8 +12,8 @@ import yaml
 from conftest import REPO, tiny_config
 from probes import PoisonAtStep
 
+from lit_codellama.checkpoint import load_model
 from lit_codellama.errors import CheckpointError, ConfigError
-from lit_codellama.model import Llama
 from lit_codellama.training import train
 from lit_codellama.training.callbacks import NonFiniteLossError
 from lit_codellama.training.cli import main
@@ -60,8 +60,8 @@ def test_lightning_checkpoint_and_exported_model_hold_the_same_weights(run):
     exported_config = yaml.safe_load((run / "model/model_config.yaml").read_text())
     assert checkpoint["hyper_parameters"]["model_config"] == exported_config
     assert all(k.startswith("model.") for k in checkpoint["state_dict"])
-    from_checkpoint = Llama.from_pretrained(run / "checkpoints" / "final.ckpt")
-    exported = Llama.from_pretrained(run / "model")
+    from_checkpoint = load_model(run / "checkpoints" / "final.ckpt")
+    exported = load_model(run / "model")
     for (name, a), (_, b) in zip(from_checkpoint.state_dict().items(), exported.state_dict().items()):
         assert torch.equal(a, b), name
 
@@ -85,7 +85,7 @@ def test_next_stage_starts_from_the_exported_weights_with_a_new_rope_base(run, c
     path.write_text(yaml.safe_dump(config))
     model_dir = train(path, overrides={"model.init_checkpoint": str(run / "model"), "model.lr": 1e-12,
                                        "model.warmup_steps": 1, "data.seq_len": 128, "model.betas": [0.8, 0.9]})
-    before, after = Llama.from_pretrained(run / "model"), Llama.from_pretrained(model_dir)
+    before, after = load_model(run / "model"), load_model(model_dir)
     assert after.config.rope_theta == 1e6 and after.config.block_size == 128
     resolved = yaml.safe_load((tmp_path / "lcft" / "config.yaml").read_text())["model"]
     assert resolved["betas"] == [0.8, 0.9] and resolved["init_checkpoint"] == str(run / "model")

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.deepspeed import (
 )
 from probes import RecordLosses
 
+from lit_codellama.checkpoint import load_model, save_model
 from lit_codellama.config import ModelConfig
 from lit_codellama.model import Llama
 from lit_codellama.training import train
@@ -39,7 +40,7 @@ def test_zero3_on_two_processes_shards_parameters_and_trains_like_one_process(co
     # Both runs start from the same weights, which the ZeRO-3 run loads into partitioned parameters.
     init = tmp_path / "init"
     torch.manual_seed(0)
-    Llama(ModelConfig.from_name("cl-1m", vocab_size=512)).save_pretrained(init)
+    save_model(Llama(ModelConfig.from_name("cl-1m", vocab_size=512)), init)
     shutil.copyfile(corpus_dir / "tokenizer.model", init / "tokenizer.model")
 
     zero3_dir = tmp_path / "zero3"
@@ -61,12 +62,12 @@ def test_zero3_on_two_processes_shards_parameters_and_trains_like_one_process(co
     assert len(losses[0]) == STEPS
     torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]), **TOLERANCE)
 
-    # The sharded checkpoint consolidates into one file that Llama.from_pretrained reads; the exported model is it.
+    # The sharded checkpoint consolidates into one file that load_model reads; the exported model is it.
     assert (zero3_dir / "checkpoints/last.ckpt").is_dir()
     convert_zero_checkpoint_to_fp32_state_dict(zero3_dir / "checkpoints/last.ckpt", tmp_path / "consolidated.ckpt")
-    consolidated = Llama.from_pretrained(tmp_path / "consolidated.ckpt").state_dict()
-    exported = Llama.from_pretrained(zero3_dir / "model").state_dict()
-    reference = Llama.from_pretrained(tmp_path / "single/model").state_dict()
+    consolidated = load_model(tmp_path / "consolidated.ckpt").state_dict()
+    exported = load_model(zero3_dir / "model").state_dict()
+    reference = load_model(tmp_path / "single/model").state_dict()
     for name, tensor in consolidated.items():
         assert torch.equal(tensor, exported[name]), name
         torch.testing.assert_close(tensor, reference[name], **TOLERANCE, msg=name)

@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from lit_codellama import Llama
+from lit_codellama.checkpoint import load_model
 from lit_codellama.evaluation.humaneval import humaneval_problems
+from lit_codellama.evaluation.instruct import evaluate_instruct, extract_code, instruct_problems
 from lit_codellama.evaluation.mbpp import mbpp_problems
 from lit_codellama.evaluation.sandbox import Sandbox
 from lit_codellama.evaluation.tasks import Sample, score_samples
-from lit_codellama.instruct.prompts import evaluate_instruct, extract_code, instruct_problems
 
 CODE = "def f(x):\n    return x + 1\n"
 
@@ -73,7 +73,7 @@ def test_unknown_task_has_no_instruct_format():
 
 
 def test_instruct_evaluation_runs_a_chat_model_end_to_end(tmp_path, tokenizer, tiny_checkpoint, sandbox):
-    model = Llama.from_pretrained(tiny_checkpoint).eval()
+    model = load_model(tiny_checkpoint).eval()
     summary = evaluate_instruct("humaneval", humaneval_problems(limit=2), model, tokenizer, max_new_tokens=8,
                                 sandbox=sandbox, ks=(1,), out_dir=tmp_path, progress=False)
     assert summary["prompt_format"] == "instruct" and summary["n_samples"] == 2

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from lit_codellama.chat import prompt_text
 from lit_codellama.evaluation.tasks import CodeProblem, evaluate_problems
-from lit_codellama.instruct.chat import prompt_text
 
 # [PYTHON] tags are what the self-instruct coder prompt asks for; Markdown fences are what chat models write.
 CODE_BLOCK = re.compile(r"\[PYTHON\]\n?(.*?)(?:\[/PYTHON\]|\Z)|```[\w+-]*[^\S\n]*\n(.*?)(?:```|\Z)", re.DOTALL)

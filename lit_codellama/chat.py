@@ -18,9 +18,9 @@ import torch
 
 from lit_codellama.errors import LitCodeLlamaError
 from lit_codellama.generate import generate
+from lit_codellama.loss import IGNORE_INDEX
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
-from lit_codellama.training.module import IGNORE_INDEX
 
 B_INST, E_INST = "[INST]", "[/INST]"
 B_SYS, E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
