@@ -33,10 +33,8 @@ class RMSNorm(nn.Module):
         return self.weight * F.rms_norm(x.float(), (x.size(-1),), eps=self.eps).to(x.dtype)
 
 
-def rope_cos_sin(
-    positions: torch.Tensor, head_size: int, theta: float, scaling: float, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and signed sin of the rotation angles for `apply_rope`, shape positions.shape + (head_size,).
+def rope_cos_sin(positions: torch.Tensor, head_size: int, theta: float, scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 cos and signed sin of the rotation angles for `apply_rope`, shape positions.shape + (head_size,).
 
     theta is RoPE's base (1e4 in Llama 2, 1e6 in Code Llama); scaling > 1 is linear position
     interpolation (Chen et al. 2023), which divides every frequency by the factor.
@@ -45,13 +43,17 @@ def rope_cos_sin(
     inv_freq = 1.0 / (theta**exponents) / scaling
     angles = positions.float()[..., None] * inv_freq  # (..., T, hs/2)
     cos, sin = angles.cos(), angles.sin()
-    return torch.cat((cos, cos), dim=-1).to(dtype), torch.cat((-sin, sin), dim=-1).to(dtype)
+    return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """Hugging Face's rotate-half RoPE, x * cos + cat(-x2, x1) * sin, with the sign folded into `signed_sin`."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((x2, x1), dim=-1) * signed_sin
+    """Hugging Face's rotate-half RoPE, x * cos + cat(-x2, x1) * sin, with the sign folded into `signed_sin`.
+
+    Rotates in float32 and returns x's dtype: bf16 cos/sin (8-bit mantissas) would misplace long positions.
+    """
+    x32 = x.float()
+    x1, x2 = x32.chunk(2, dim=-1)
+    return (x32 * cos + torch.cat((x2, x1), dim=-1) * signed_sin).to(x.dtype)
 
 
 class KVCache(nn.Module):
@@ -171,7 +173,7 @@ class Llama(nn.Module):
         if input_pos is not None and mask is None and T > 1:
             mask = torch.arange(int(input_pos[-1]) + 1, device=idx.device) <= input_pos[:, None]  # (T, S)
         x = self.tok_embeddings(idx)  # (B, T, C)
-        cos, sin = rope_cos_sin(positions, self.config.head_size, self.config.rope_theta, self.config.rope_scaling, x.dtype)
+        cos, sin = rope_cos_sin(positions, self.config.head_size, self.config.rope_theta, self.config.rope_scaling)
         if positions.dim() == 2:
             cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, hs): broadcast over heads
         for layer in self.layers:

@@ -32,7 +32,7 @@ def cpu_training(
         "trainer": {
             "accelerator": "cpu",
             "devices": 1,
-            "precision": "32-true",
+            "precision": "auto",  # bf16-mixed where the CPU has bf16 units that measure faster
             "max_steps": steps,
             "gradient_clip_val": 1.0,
             "val_check_interval": val_every or steps,

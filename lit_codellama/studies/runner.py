@@ -36,6 +36,7 @@ import yaml
 
 from lit_codellama.config import set_dotted
 from lit_codellama.errors import ConfigError
+from lit_codellama.precision import AUTO, cpu_info, precision_record
 from lit_codellama.studies.stats import RUN_COLUMNS, format_summary, summarize
 from lit_codellama.studies.study import Arm, Preset, Run, Study
 
@@ -240,7 +241,8 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
         "runs_executed": ran,
         "machine": {
             "host": platform.node(),
-            "cpu": _cpu_model(),
+            "cpu": cpu_info()["model"],
+            "precision_auto": precision_record(AUTO, "auto"),  # what `precision: auto` resolves to here
             "cpus": _cpu_count(),
             "load_average_at_finish": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(),
@@ -251,17 +253,6 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
 
 def _run_seconds(plan: Plan, run: Run) -> float:
     return sum(json.loads((plan.run_dir(run) / "metrics.json").read_text())["timings"].values())
-
-
-def _cpu_model() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    return next(
-        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-        platform.machine(),
-    )
 
 
 def _cpu_count() -> int | None:

@@ -148,6 +148,7 @@ class RunMetadata(L.Callback):
             "num_nodes": trainer.num_nodes,
             "strategy": type(trainer.strategy).__name__,
             "precision": trainer.precision,
+            "precision_choice": getattr(trainer, "precision_choice", None),  # set by CodeLlamaTrainer
             "host": platform.node(),
             "versions": {pkg: _version(pkg) for pkg in ("torch", "lightning", "deepspeed", "lit_codellama")},
         }

@@ -23,7 +23,7 @@ import re
 from argparse import ArgumentError
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from lightning.pytorch import Callback, Trainer
@@ -33,11 +33,13 @@ from lightning.pytorch.callbacks.progress.rich_progress import (
     RichProgressBarTheme,
 )
 from lightning.pytorch.cli import LightningCLI
+from lightning.fabric.connector import _PRECISION_INPUT
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_codellama.config import load_yaml, set_dotted
 from lit_codellama.data import CodeDataModule
 from lit_codellama.errors import ConfigError
+from lit_codellama.precision import precision_record
 from lit_codellama.training.callbacks import (
     ExportModel,
     RNGState,
@@ -48,6 +50,16 @@ from lit_codellama.training.callbacks import (
 )
 from lit_codellama.training.loggers import ResumableCSVLogger
 from lit_codellama.training.module import CodeLlamaLM
+
+
+class CodeLlamaTrainer(Trainer):
+    """Lightning's Trainer that also takes `precision: auto` (see `lit_codellama.precision`), resolved before any
+    other setup; `precision_choice` records what was asked, what it became and why (run.json holds it)."""
+
+    def __init__(self, *, precision: _PRECISION_INPUT | Literal["auto"] | None = None, **kwargs: Any) -> None:
+        accelerator = kwargs.get("accelerator", "auto")
+        self.precision_choice = precision_record(precision, accelerator if isinstance(accelerator, str) else None)
+        super().__init__(precision=self.precision_choice["resolved"], **kwargs)
 
 
 class CodeLlamaCLI(LightningCLI):
@@ -62,6 +74,7 @@ class CodeLlamaCLI(LightningCLI):
         super().__init__(
             CodeLlamaLM,
             CodeDataModule,
+            trainer_class=CodeLlamaTrainer,
             subclass_mode_data=True,  # e.g. `data: {class_path: lit_codellama.instruct.InstructDataModule, ...}`
             args=args,
             seed_everything_default=1234,
