@@ -36,7 +36,7 @@ def arms(lcft: dict, lcft_config: str | None = None) -> dict[str, Arm]:
     return {
         "pretrain": Arm(label="no LCFT, θ=1e4"),
         "theta1e6_at_inference": Arm(
-            init_from="pretrain", train=False, rope={"theta": 1e6}, label="no LCFT, θ=1e6 at inference"
+            init_from="pretrain", train=False, rope={"rope_theta": 1e6}, label="no LCFT, θ=1e6 at inference"
         ),
         **finetuned,
     }

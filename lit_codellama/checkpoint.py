@@ -1,4 +1,6 @@
-"""Reading and writing model weights: Hugging Face Llama/CodeLlama directories, our own format, Lightning checkpoints.
+"""Reading and writing model weights: Hugging Face Llama/CodeLlama directories, our own format, Lightning checkpoints,
+DeepSpeed checkpoint directories. `load_model` / `save_model` are the one way to read and write them;
+`load_for_inference` is the one way to get a model and its tokenizer ready to generate or score.
 
 Our format is a directory with `model_config.yaml` and `model.safetensors`. Hugging Face names map to
 ours by one small table; q/k/v are concatenated into our fused projection.
@@ -19,6 +21,7 @@ from safetensors.torch import save_file
 from lit_codellama.config import ModelConfig
 from lit_codellama.errors import CheckpointError
 from lit_codellama.model import Llama
+from lit_codellama.tokenizer import Tokenizer
 
 OUR_CONFIG, OUR_WEIGHTS = "model_config.yaml", "model.safetensors"
 
@@ -239,6 +242,48 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None, **config_over
         state = {k: v.to(dtype) for k, v in state.items()}
     model.load_state_dict(state, assign=True)
     return model
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """The dtype every inference entry point runs in: float32 on CPU (where bfloat16 matmuls are slow and lossy),
+    bfloat16 on GPUs that support it (the released checkpoints' own dtype), else float16."""
+    if device.type == "cpu":
+        return torch.float32
+    return torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+
+
+def find_tokenizer(checkpoint: Path) -> Path:
+    """The `tokenizer.model` of a checkpoint: beside it, or in the run directory it belongs to (a run's
+    `checkpoints/step=N.ckpt` is tokenized by the run's `model/tokenizer.model`)."""
+    start = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    for directory in (start, *start.parents)[:4]:
+        for candidate in (directory / "tokenizer.model", directory / "model" / "tokenizer.model"):
+            if candidate.is_file():
+                return candidate
+    raise CheckpointError(f"no tokenizer.model found beside {checkpoint} or in its run directory; pass --tokenizer PATH")
+
+
+def load_for_inference(
+    checkpoint: str | Path,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    rope_theta: float | None = None,
+    rope_scaling: float | None = None,
+    tokenizer: str | Path | None = None,
+) -> tuple[Llama, Tokenizer]:
+    """(model in eval mode, tokenizer) for anything `load_model` reads: what the eval, generate and self-instruct
+    commands and the studies run, so that one checkpoint scores the same everywhere.
+
+    device: default cuda when available, else cpu. dtype: default `inference_dtype(device)`. rope_theta,
+    rope_scaling: RoPE at inference (e.g. a larger base for longer contexts); None keeps the checkpoint's.
+    tokenizer: default `find_tokenizer(checkpoint)`.
+    """
+    checkpoint = Path(checkpoint)
+    tok = Tokenizer(tokenizer or find_tokenizer(checkpoint))  # before the weights: a missing file fails fast
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rope = {k: v for k, v in (("rope_theta", rope_theta), ("rope_scaling", rope_scaling)) if v is not None}
+    model = load_model(checkpoint, dtype=dtype or inference_dtype(device), **rope)
+    return model.to(device).eval(), tok
 
 
 def save_model(model: Llama, path: str | Path, hf_format: bool = False) -> None:

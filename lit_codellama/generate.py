@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from lit_codellama.checkpoint import load_model
+from lit_codellama.checkpoint import load_for_inference
 from lit_codellama.fim import infilling_prompt
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
@@ -153,15 +153,6 @@ def infill(
     return middles
 
 
-def find_tokenizer(checkpoint: Path) -> Path:
-    """The `tokenizer.model` saved beside a checkpoint (in its directory or a parent run directory)."""
-    start = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    for directory in (start, *start.parents)[:4]:
-        if (directory / "tokenizer.model").is_file():
-            return directory / "tokenizer.model"
-    raise FileNotFoundError(f"no tokenizer.model found beside {checkpoint}; pass --tokenizer PATH")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lit_codellama generate",
@@ -182,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.prompt is None) == (args.prefix is None and args.suffix is None):
         parser.error("give either --prompt, or --prefix and/or --suffix")
 
-    model = load_model(args.checkpoint).eval()
-    tok = Tokenizer(args.tokenizer or find_tokenizer(args.checkpoint))
+    model, tok = load_for_inference(args.checkpoint, tokenizer=args.tokenizer)
     generator = torch.Generator(device=model.output.weight.device).manual_seed(args.seed)
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, generator=generator)
     if args.prompt is not None:

@@ -180,9 +180,9 @@ class Llama(nn.Module):
             x = layer(x, cos, sin, mask, input_pos)
         return self.output(self.norm(x))
 
-    def set_rope(self, theta: float | None = None, scaling: float | None = None) -> None:
+    def set_rope(self, rope_theta: float | None = None, rope_scaling: float | None = None) -> None:
         """Change RoPE's base and/or linear interpolation factor, e.g. 1e4 -> 1e6 for long-context fine-tuning."""
-        changes = {k: v for k, v in (("rope_theta", theta), ("rope_scaling", scaling)) if v is not None}
+        changes = {k: v for k, v in (("rope_theta", rope_theta), ("rope_scaling", rope_scaling)) if v is not None}
         self.config = ModelConfig.from_dict({**self.config.to_dict(), **changes})
 
     def setup_kv_cache(self, batch_size: int, max_seq_len: int) -> None:

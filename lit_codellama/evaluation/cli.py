@@ -97,20 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_model(args: argparse.Namespace):
-    import torch
-
-    from lit_codellama.checkpoint import load_model
-    from lit_codellama.generate import find_tokenizer
-    from lit_codellama.tokenizer import Tokenizer
+    from lit_codellama.checkpoint import load_for_inference
 
     if args.checkpoint is None:
         raise EvalInputError(f"eval {args.task}: --checkpoint is required (or --completions for execution tasks)")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    model = load_model(args.checkpoint, dtype=dtype).to(device).eval()
-    if args.rope_theta is not None or args.rope_scaling is not None:
-        model.set_rope(theta=args.rope_theta, scaling=args.rope_scaling)
-    return model, Tokenizer(args.tokenizer or find_tokenizer(args.checkpoint))
+    return load_for_inference(args.checkpoint, args.device, rope_theta=args.rope_theta, rope_scaling=args.rope_scaling,
+                              tokenizer=args.tokenizer)
 
 
 def _read_texts(patterns: list[str]) -> list[str]:

@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lit_codellama.chat import TAGS, Message, encode_prompt
-from lit_codellama.checkpoint import load_model
+from lit_codellama.checkpoint import load_for_inference
 from lit_codellama.data.dedup import Signer, first_occurrences, near_duplicate_mask
 from lit_codellama.data.sources import sha256
 from lit_codellama.errors import LitCodeLlamaError
@@ -42,7 +42,7 @@ from lit_codellama.evaluation.data import write_jsonl
 from lit_codellama.evaluation.execution import run_programs
 from lit_codellama.evaluation.instruct import extract_code
 from lit_codellama.evaluation.sandbox import Limits, Sandbox
-from lit_codellama.generate import find_tokenizer, generate
+from lit_codellama.generate import generate
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
 
@@ -310,12 +310,9 @@ class SelfInstruct:
         checkpoint, tokenizer = getattr(self.config, role), getattr(self.config, f"{role}_tokenizer")
         if (checkpoint, tokenizer) not in self._models:
             try:
-                dtype = torch.float32 if torch.device(self.device).type == "cpu" else torch.bfloat16
-                model = load_model(checkpoint, dtype=dtype).to(self.device).eval()
-                tok = Tokenizer(tokenizer or find_tokenizer(Path(checkpoint)))
+                self._models[checkpoint, tokenizer] = load_for_inference(checkpoint, self.device, tokenizer=tokenizer)
             except (OSError, ValueError) as e:
                 raise SelfInstructError(f"cannot load the {role} model {checkpoint}: {e}") from e
-            self._models[checkpoint, tokenizer] = model, tok
         return self._models[checkpoint, tokenizer]
 
     def _generate(self, role: str, prompts: Sequence[list[int]], max_new_tokens: int, stage: int) -> list[str]:

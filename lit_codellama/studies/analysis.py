@@ -94,16 +94,16 @@ def interval(mean: float, low: float, high: float, scale: float = 1.0, digits: i
     return f"{mean * scale:.{digits}g} [{low * scale:.{digits}g}, {high * scale:.{digits}g}]"
 
 
-def attention_decay_bound(distances, theta: float, dim: int = 1024, scaling: float = 1.0) -> np.ndarray:
+def attention_decay_bound(distances, rope_theta: float, dim: int = 1024, rope_scaling: float = 1.0) -> np.ndarray:
     """Upper bound of RoPE attention at relative distance n (Su et al. 2021 §3.4.3; Sun et al. 2023):
 
-        B(n) = (2/d) * sum_{j=1}^{d/2} |S_j(n)|,   S_j(n) = sum_{k<j} exp(i * n/scaling * theta^(-2k/d))
+        B(n) = (2/d) * sum_{j=1}^{d/2} |S_j(n)|,   S_j(n) = sum_{k<j} exp(i * n/rope_scaling * rope_theta^(-2k/d))
 
-    Code Llama App. G (Fig. 9a) plots it at d = 1024 for theta = 1e4 and 1e6; `scaling` is linear position
+    Code Llama App. G (Fig. 9a) plots it at d = 1024 for rope_theta = 1e4 and 1e6; `rope_scaling` is linear position
     interpolation (positions divided by it). B(0) = (d/2 + 1) / 2.
     """
-    n = np.asarray(distances, dtype=np.float64)[:, None] / scaling
-    frequencies = theta ** (-2 * np.arange(dim // 2) / dim)
+    n = np.asarray(distances, dtype=np.float64)[:, None] / rope_scaling
+    frequencies = rope_theta ** (-2 * np.arange(dim // 2) / dim)
     partial_sums = np.cumsum(np.exp(1j * n * frequencies), axis=1)  # S_1 .. S_{d/2}
     return np.abs(partial_sums).mean(axis=1)
 

@@ -15,33 +15,42 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import ArgumentParser
 
-from lit_codellama.checkpoint import load_model
+from lit_codellama.checkpoint import load_for_inference
+from lit_codellama.data import CodeDataModule
 from lit_codellama.errors import ConfigError
+from lit_codellama.loss import LanguageModelingMetrics
 from lit_codellama.model import Llama
+from lit_codellama.tokenizer import Tokenizer
 
 Measurement = dict[str, Any]
 
 
 @dataclass
 class EvalContext:
-    """The weights under evaluation and the data they were trained on (for held-out text)."""
+    """The weights under evaluation, their tokenizer, and the data they were trained on (for held-out text)."""
 
     model: Llama
+    tok: Tokenizer
     data_config: dict[str, Any]  # the `data` section of the training config
     out_dir: Path  # per-sample outputs go to <out_dir>/<evaluation>/
 
     @cached_property
     def datamodule(self):
-        from lit_codellama.data import CodeDataModule
+        return self.datamodule_with()
 
-        datamodule = CodeDataModule(**self.data_config)
+    def datamodule_with(self, **overrides: Any):
+        """The training run's data module (built as the fit CLI builds it: CodeDataModule, or the subclass its
+        `class_path` names), with `overrides` of its arguments, set up for validation."""
+        section = self.data_config if "class_path" in self.data_config else {
+            "class_path": "lit_codellama.data.CodeDataModule", "init_args": self.data_config}
+        section = {**section, "init_args": {**section.get("init_args", {}), **overrides}}
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_subclass_arguments(CodeDataModule, "data", required=True)
+        datamodule = parser.instantiate_classes(parser.parse_object({"data": section})).data
         datamodule.setup("validate")
         return datamodule
-
-    @property
-    def tok(self):
-        return self.datamodule.tokenizer
 
     def held_out_texts(self, min_tokens: int, n: int) -> list[str]:
         """The first `n` validation documents of at least `min_tokens` tokens (the same for every arm and seed)."""
@@ -53,13 +62,7 @@ class EvalContext:
 
 def val_loss(ctx: EvalContext, seq_len: int | None = None, max_batches: int | None = None) -> list[Measurement]:
     """Left-to-right validation loss on the held-out split, at the training context or at `seq_len`."""
-    from lit_codellama.data import CodeDataModule
-    from lit_codellama.loss import LanguageModelingMetrics
-
-    datamodule = ctx.datamodule
-    if seq_len is not None:
-        datamodule = CodeDataModule(**{**ctx.data_config, "seq_len": seq_len})
-        datamodule.setup("validate")
+    datamodule = ctx.datamodule if seq_len is None else ctx.datamodule_with(seq_len=seq_len)
     device = ctx.model.output.weight.device
     metrics = LanguageModelingMetrics().to(device)
     with torch.inference_mode():
@@ -199,13 +202,11 @@ def evaluate(
     evaluations: Mapping[str, Mapping[str, Any]],
     out_dir: Path,
 ) -> tuple[list[Measurement], dict[str, float]]:
-    """Run the preset's evaluations on the weights in `model_dir` (on the GPU when there is one); returns
-    measurements and seconds per evaluation."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(model_dir).to(device).eval()
-    if rope:
-        model.set_rope(**rope)
-    ctx = EvalContext(model, data_config, out_dir)
+    """Run the preset's evaluations on the weights in `model_dir` and its tokenizer, loaded as every inference entry
+    point loads them (`load_for_inference`: on the GPU when there is one, with `rope` = {rope_theta, rope_scaling}
+    applied); returns measurements and seconds per evaluation."""
+    model, tok = load_for_inference(model_dir, **(rope or {}))
+    ctx = EvalContext(model, tok, data_config, out_dir)
     measurements, timings = [], {}
     for name, settings in evaluations.items():
         start = time.monotonic()

@@ -34,7 +34,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from lit_codellama.config import set_dotted
+from lit_codellama.checkpoint import OUR_CONFIG
+from lit_codellama.config import ModelConfig, set_dotted
 from lit_codellama.errors import ConfigError
 from lit_codellama.precision import AUTO, cpu_info, precision_record
 from lit_codellama.studies.stats import RUN_COLUMNS, format_summary, summarize
@@ -105,7 +106,14 @@ class Plan:
         settings = _flatten(self.definition(Run(trained, 0))["train"])
         for key in ("seed_everything", "data.seed"):
             settings.pop(key, None)
-        return {**settings, **{f"inference.rope.{k}": v for k, v in (spec.rope or {}).items()}}
+        return {**settings, **{f"inference.{k}": v for k, v in (spec.rope or {}).items()}}
+
+    def model_config(self, arm: str) -> dict[str, Any]:
+        """The resolved `ModelConfig` (as a dict) of the weights an arm evaluates, its inference-time RoPE applied."""
+        spec = self.preset.arms[arm]
+        run = next(run for run in self.runs if run.arm == arm)
+        config = ModelConfig.from_file(self.model_dir(run) / OUR_CONFIG, **(spec.rope or {}))
+        return config.to_dict()
 
     def data_config(self, run: Run) -> dict[str, Any]:
         arm = self.preset.arms[run.arm]
@@ -224,6 +232,7 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
             "overrides": _plain(arm.overrides),
             "rope": _plain(arm.rope),
             "settings": plan.settings(name),
+            "model_config": plan.model_config(name),
         }
         for name, arm in plan.preset.arms.items()
     }

@@ -20,6 +20,7 @@ from typing import Any
 from lit_codellama.config import load_yaml
 from lit_codellama.errors import ConfigError
 
+ROPE_KEYS = ("rope_theta", "rope_scaling")  # `load_for_inference` arguments an arm may set
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")  # it becomes a directory name
 
 
@@ -34,7 +35,8 @@ class Arm:
     init_from: another arm whose final weights (same seed) this arm starts from, e.g. long-context fine-tuning
         from a pretrained arm; the runner sets `model.init_checkpoint`.
     train: False evaluates `init_from`'s weights as they are (with `rope` applied), without training.
-    rope: RoPE settings changed at evaluation time, `Llama.set_rope(**rope)`, e.g. `{"theta": 1e6}`.
+    rope: RoPE settings changed at evaluation time (`load_for_inference`'s), e.g. `{"rope_theta": 1e6}`;
+        keys `rope_theta` and `rope_scaling`.
     label: how figures and tables name the arm (default: its name).
     """
 
@@ -121,6 +123,8 @@ def _check_arms(where: str, arms: Mapping[str, Arm]) -> None:
             raise ConfigError(f"{where}: arm {name!r} does not train, so it needs `init_from` (weights to evaluate)")
         if not arm.train and (arm.overrides or arm.config is not None):
             raise ConfigError(f"{where}: arm {name!r} does not train; its training config would be ignored")
+        if unknown := sorted(set(arm.rope or {}) - set(ROPE_KEYS)):
+            raise ConfigError(f"{where}: arm {name!r} rope has unknown key(s) {unknown}; valid keys: {list(ROPE_KEYS)}")
     _dependency_order(arms)  # raises on cycles
 
 

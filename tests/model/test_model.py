@@ -77,7 +77,7 @@ def test_rope_base_changes_the_logits(tmp_path):
     idx = torch.randint(0, 300, (1, 64))
     with torch.no_grad():
         before = ours(idx)
-        ours.set_rope(theta=1e6)
+        ours.set_rope(rope_theta=1e6)
         after = ours(idx)
     assert ours.config.rope_theta == 1e6
     assert not torch.allclose(before, after, atol=1e-3)

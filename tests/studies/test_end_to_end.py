@@ -12,6 +12,7 @@ import torch
 from nbclient import NotebookClient
 
 from lit_codellama.studies.cli import load_study, run_cli
+from lit_codellama.tokenizer import Tokenizer
 
 ROOT = Path(__file__).parents[2]
 NOTEBOOKS = {"fim_rate": "fim_ablation", "rope_base": "rope_base", "long_context": "long_context"}
@@ -63,6 +64,12 @@ def test_fine_tuned_arms_start_from_their_parents_weights(results):
     parent = results["rope_base"] / "runs" / "pretrain" / "seed=0" / "model"
     assert f"init_checkpoint: {parent.resolve()}" in config
     assert "rope_theta: 1000000.0" in config
+    arms = json.loads((results["rope_base"] / "study.json").read_text())["arms"]
+    tokenizer_vocab = Tokenizer(parent / "tokenizer.model").vocab_size
+    assert arms["pretrain"]["model_config"]["vocab_size"] == tokenizer_vocab  # as trained, not the preset's
+    assert (arms["pretrain"]["model_config"]["rope_theta"], arms["lcft_theta1e6"]["model_config"]["rope_theta"]) == (1e4, 1e6)
+    inference_only = next(arm for arm in arms.values() if not arm["train"] and arm["rope"])
+    assert inference_only["model_config"] == {**arms[inference_only["init_from"]]["model_config"], **inference_only["rope"]}
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ def lcft_study(**arms_overrides) -> Study:
     arms = {
         "lcft": Arm({"data.seq_len": 256, "model.model_config.rope_theta": 1e6}, init_from="pretrain"),
         "pretrain": Arm({"model.model_config.rope_theta": 1e4}),
-        "inference_theta": Arm(init_from="pretrain", train=False, rope={"theta": 1e6}),
+        "inference_theta": Arm(init_from="pretrain", train=False, rope={"rope_theta": 1e6}),
         **arms_overrides,
     }
     return Study("lcft", "does it work?", {"small": Preset(BASE, arms, evaluations={"val_loss": {}}, seeds=2)})
@@ -64,6 +64,8 @@ def test_an_evaluation_only_arm_evaluates_its_parents_weights(tmp_path):
         ({"a": Arm(train=False)}, "needs `init_from`"),
         ({"a": Arm(), "b": Arm({"data.seq_len": 8}, init_from="a", train=False)}, "training config would be ignored"),
         ({"a/b": Arm()}, "plain directory name"),
+        ({"a": Arm(), "b": Arm(init_from="a", train=False, rope={"theta": 1e6})},
+         r"rope has unknown key\(s\) \['theta'\]; valid keys: \['rope_theta', 'rope_scaling'\]"),
     ],
 )
 def test_inconsistent_arms_are_rejected_when_the_study_is_declared(arms, message):
