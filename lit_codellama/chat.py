@@ -17,7 +17,7 @@ from typing import TypedDict
 import torch
 
 from lit_codellama.errors import LitCodeLlamaError
-from lit_codellama.generate import generate
+from lit_codellama.generate import SamplingConfig, generate
 from lit_codellama.loss import IGNORE_INDEX
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
@@ -101,12 +101,11 @@ def chat(
     model: Llama,
     tok: Tokenizer,
     dialogs: Sequence[Sequence[Message]],
-    max_new_tokens: int = 512,
-    temperature: float = 0.0,
-    top_p: float = 0.95,
+    sampling: SamplingConfig = SamplingConfig(max_new_tokens=512),
     generator: torch.Generator | None = None,
 ) -> list[str]:
     """The assistant's next answer to each dialog, generated as one batch until EOS."""
     prompts = [encode_prompt(tok, dialog) for dialog in dialogs]
-    outputs = generate(model, prompts, max_new_tokens, temperature, top_p, (tok.eos_id,), generator=generator)
+    s, generator = sampling, generator or sampling.generator(model.output.weight.device)
+    outputs = generate(model, prompts, s.max_new_tokens, s.temperature, s.top_p, (tok.eos_id,), generator=generator)
     return [tok.decode(ids).strip() for ids in outputs]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,6 +14,25 @@ from lit_codellama.checkpoint import load_for_inference
 from lit_codellama.fim import infilling_prompt
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How `complete`, `infill` and the evaluations choose new tokens: greedy when `temperature` is 0, else
+    temperature and nucleus (`top_p`) sampling, drawn from a generator seeded with `seed`."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 0.95
+    seed: int = 0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> SamplingConfig:
+        """From a command line's --max-new-tokens, --temperature, --top-p and --seed."""
+        return cls(args.max_new_tokens, args.temperature, args.top_p, args.seed)
+
+    def generator(self, device: torch.device | str) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(self.seed)
 
 
 def sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -109,22 +129,22 @@ def complete(
     model: Llama,
     tok: Tokenizer,
     prompts: Sequence[str],
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
+    sampling: SamplingConfig = SamplingConfig(),
     stop: Sequence[str] = (),
     batch_size: int = 8,
     generator: torch.Generator | None = None,
 ) -> list[str]:
-    """Left-to-right completions of text prompts, cut at the first stop string."""
+    """Left-to-right completions of text prompts, cut at the first stop string. generator: shared across calls
+    (e.g. by an evaluation's batches); default a fresh one from `sampling.seed`."""
 
     def hit_stop(tokens: list[int]) -> bool:
         return bool(stop) and any(s in tok.decode(tokens) for s in stop)
 
+    s, generator = sampling, generator or sampling.generator(model.output.weight.device)
     completions = []
     for batch in _batches(prompts, batch_size):
         encoded = [tok.encode(p, bos=True) for p in batch]
-        outputs = generate(model, encoded, max_new_tokens, temperature, top_p, (tok.eos_id,), hit_stop, generator)
+        outputs = generate(model, encoded, s.max_new_tokens, s.temperature, s.top_p, (tok.eos_id,), hit_stop, generator)
         completions += [truncate_at_stop(tok.decode(o), stop) for o in outputs]
     return completions
 
@@ -135,9 +155,7 @@ def infill(
     prefixes: Sequence[str],
     suffixes: Sequence[str],
     suffix_first: bool = False,
-    max_new_tokens: int = 128,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
+    sampling: SamplingConfig = SamplingConfig(max_new_tokens=128),
     batch_size: int = 8,
     generator: torch.Generator | None = None,
 ) -> list[str]:
@@ -145,10 +163,11 @@ def infill(
     if len(prefixes) != len(suffixes):
         raise ValueError(f"got {len(prefixes)} prefixes but {len(suffixes)} suffixes")
     pairs = list(zip(prefixes, suffixes))
+    s, generator = sampling, generator or sampling.generator(model.output.weight.device)
     middles = []
     for batch in _batches(pairs, batch_size):
         encoded = [infilling_prompt(tok, prefix, suffix, suffix_first=suffix_first) for prefix, suffix in batch]
-        outputs = generate(model, encoded, max_new_tokens, temperature, top_p, (tok.eot_id, tok.eos_id), None, generator)
+        outputs = generate(model, encoded, s.max_new_tokens, s.temperature, s.top_p, (tok.eot_id, tok.eos_id), None, generator)
         middles += [tok.decode_infilling(o) for o in outputs]
     return middles
 
@@ -174,14 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either --prompt, or --prefix and/or --suffix")
 
     model, tok = load_for_inference(args.checkpoint, tokenizer=args.tokenizer)
-    generator = torch.Generator(device=model.output.weight.device).manual_seed(args.seed)
-    sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, generator=generator)
+    sampling = SamplingConfig.from_args(args)
     if args.prompt is not None:
-        [text] = complete(model, tok, [args.prompt], stop=args.stop, **sampling)
+        [text] = complete(model, tok, [args.prompt], sampling, stop=args.stop)
         print(args.prompt + text)
     else:
         prefix, suffix = args.prefix or "", args.suffix or ""
-        [middle] = infill(model, tok, [prefix], [suffix], suffix_first=args.spm, **sampling)
+        [middle] = infill(model, tok, [prefix], [suffix], suffix_first=args.spm, sampling=sampling)
         print(prefix + middle + suffix)
     return 0
 

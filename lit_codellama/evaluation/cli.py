@@ -141,6 +141,7 @@ def _language_data(args: argparse.Namespace) -> dict[str, str]:
 def _code_task(args: argparse.Namespace) -> dict[str, Any]:
     from lit_codellama.evaluation.multipl_e import evaluate_multipl_e
     from lit_codellama.evaluation.tasks import evaluate_problems, read_samples, score_samples
+    from lit_codellama.generate import SamplingConfig
 
     sandbox = Sandbox(allow_weak=args.allow_weak_sandbox)  # refuse before loading a model or generating
     run = dict(sandbox=sandbox, ks=args.k, timeout_s=args.timeout, workers=args.workers)
@@ -156,8 +157,7 @@ def _code_task(args: argparse.Namespace) -> dict[str, Any]:
         return score_samples(task, problems, samples, out_dir=args.out, extra={"completions": str(args.completions)},
                              **run)
     model, tok = _load_model(args)
-    sampling = dict(n_samples=args.n_samples, temperature=args.temperature, top_p=args.top_p,
-                    max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed, **run)
+    sampling = dict(sampling=SamplingConfig.from_args(args), n_samples=args.n_samples, batch_size=args.batch_size, **run)
     if args.task == "multipl-e":
         data = _language_data(args)
         summary = evaluate_multipl_e(model, tok, tuple(languages), data, args.limit, args.out, **sampling)

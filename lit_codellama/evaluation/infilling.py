@@ -17,9 +17,11 @@ from typing import Any
 
 from lit_codellama.evaluation.humaneval import check_program_tail
 from lit_codellama.evaluation.tasks import CodeProblem, evaluate_problems
+from lit_codellama.generate import SamplingConfig
 
 SUBSETS = ("single-line", "multi-line", "random-span")
 SPANS_PER_PROBLEM = 10
+INFILL_SAMPLING = SamplingConfig(max_new_tokens=128)  # a hole is a line or a few: shorter than a function
 
 
 def _spans(solution: str, subset: str, rng: random.Random) -> list[tuple[str, int, int]]:
@@ -57,9 +59,9 @@ def infilling_problems(subset: str = "single-line", limit: int | None = None, se
 def evaluate_infilling(
     model, tok, subset: str = "single-line", mode: str = "psm", limit: int | None = None, **kwargs: Any
 ) -> dict[str, Any]:
-    """pass@k of `model` on an infilling subset, with prompts in PSM or SPM order (128 new tokens unless given).
-    kwargs: sampling, scoring and output options of `tasks.evaluate_problems`."""
-    kwargs.setdefault("max_new_tokens", 128)
+    """pass@k of `model` on an infilling subset, with prompts in PSM or SPM order (`INFILL_SAMPLING`: 128 new
+    tokens, unless `sampling` is given). kwargs: sampling, scoring and output options of `tasks.evaluate_problems`."""
+    kwargs.setdefault("sampling", INFILL_SAMPLING)
     return evaluate_problems(
         f"infilling-{subset}-{mode}", infilling_problems(subset, limit), model, tok, infill_mode=mode, **kwargs
     )

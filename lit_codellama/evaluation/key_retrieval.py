@@ -92,11 +92,11 @@ def key_retrieval_accuracy(
     out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Greedy accuracy per (length, position) cell and overall; with `out_dir`, one JSONL row per prompt."""
-    from lit_codellama.generate import complete
+    from lit_codellama.generate import SamplingConfig, complete
 
     prompts = key_retrieval_prompts(tok, filler_texts or default_filler_texts(), lengths, positions, n_per_cell, seed)
     texts = [p.prompt for p in prompts]
-    completions = complete(model, tok, texts, max_new_tokens=8, stop=("\n",), batch_size=batch_size)
+    completions = complete(model, tok, texts, SamplingConfig(max_new_tokens=8), stop=("\n",), batch_size=batch_size)
     records = [{**{k: v for k, v in asdict(p).items() if k != "prompt"}, "completion": c, "correct": answer(c) == p.key}
                for p, c in zip(prompts, completions, strict=True)]
     cells = []

@@ -21,10 +21,12 @@ from lit_codellama.evaluation.data import EvalInputError, read_jsonl, write_json
 from lit_codellama.evaluation.execution import LANGUAGES, run_programs
 from lit_codellama.evaluation.metrics import pass_at_k_table
 from lit_codellama.evaluation.sandbox import Sandbox
+from lit_codellama.generate import SamplingConfig, complete, infill
 
 log = logging.getLogger(__name__)
 
 INFILL_MODES = ("psm", "spm")
+CODE_SAMPLING = SamplingConfig(max_new_tokens=512)  # code tasks: greedy, long enough for a whole function
 
 
 @dataclass(frozen=True)
@@ -53,26 +55,17 @@ def generate_samples(
     model,
     tok,
     problems: Sequence[CodeProblem],
+    sampling: SamplingConfig = CODE_SAMPLING,
     n_samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 0.95,
-    max_new_tokens: int = 512,
     batch_size: int = 8,
     infill_mode: str | None = None,
-    seed: int = 0,
 ) -> list[Sample]:
     """`n_samples` completions per problem (left to right, or the middle in PSM/SPM order), problem by problem."""
-    import torch
-
-    from lit_codellama.generate import complete, infill
-
-    if n_samples > 1 and temperature == 0.0:
+    if n_samples > 1 and sampling.temperature == 0.0:
         raise ValueError(f"n_samples={n_samples} with greedy decoding gives identical samples; set temperature > 0")
     if infill_mode not in (None, *INFILL_MODES):
         raise ValueError(f"infill_mode must be one of {INFILL_MODES} or None, got {infill_mode!r}")
-    generator = torch.Generator(device=model.output.weight.device).manual_seed(seed)
-    sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
-                    generator=generator)
+    generator = sampling.generator(model.output.weight.device)  # one stream of draws across all batches
     requests = [p for p in problems for _ in range(n_samples)]
     # Similar lengths share a batch (less left padding); results go back to problem order.
     order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt) + len(requests[i].suffix))
@@ -83,10 +76,10 @@ def generate_samples(
     for stop, indices in by_stop.items():
         batch = [requests[i] for i in indices]
         if infill_mode is None:
-            outputs = complete(model, tok, [p.prompt for p in batch], stop=stop, **sampling)
+            outputs = complete(model, tok, [p.prompt for p in batch], sampling, stop, batch_size, generator)
         else:
             outputs = infill(model, tok, [p.prompt for p in batch], [p.suffix for p in batch],
-                             suffix_first=infill_mode == "spm", **sampling)
+                             infill_mode == "spm", sampling, batch_size, generator)
         for i, text in zip(indices, outputs, strict=True):
             texts[i] = text
     return [Sample(p.task_id, text) for p, text in zip(requests, texts, strict=True)]
@@ -191,13 +184,10 @@ def evaluate_problems(
     problems: Sequence[CodeProblem],
     model,
     tok,
+    sampling: SamplingConfig = CODE_SAMPLING,
     n_samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 0.95,
-    max_new_tokens: int = 512,
     batch_size: int = 8,
     infill_mode: str | None = None,
-    seed: int = 0,
     sandbox: Sandbox | None = None,
     ks: Sequence[int] = (1, 10, 100),
     timeout_s: float | None = None,
@@ -213,10 +203,9 @@ def evaluate_problems(
     then go to `answers.jsonl` beside the results. extra: more fields for the summary.
     """
     sandbox = sandbox or Sandbox()  # refuse before spending time on generation
-    settings = dict(n_samples=n_samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                    infill_mode=infill_mode, seed=seed)
+    settings = {**asdict(sampling), "n_samples": n_samples, "infill_mode": infill_mode}
     start = time.monotonic()
-    samples = generate_samples(model, tok, problems, batch_size=batch_size, **settings)
+    samples = generate_samples(model, tok, problems, sampling, n_samples, batch_size, infill_mode)
     extra = {**(extra or {}), "generation": settings, "generation_s": round(time.monotonic() - start, 3)}
     answers = samples
     if answer_to_code is not None:

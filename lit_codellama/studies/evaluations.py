@@ -20,6 +20,7 @@ from jsonargparse import ArgumentParser
 from lit_codellama.checkpoint import load_for_inference
 from lit_codellama.data import CodeDataModule
 from lit_codellama.errors import ConfigError
+from lit_codellama.generate import SamplingConfig
 from lit_codellama.loss import LanguageModelingMetrics
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
@@ -86,7 +87,7 @@ def humaneval(ctx: EvalContext, max_new_tokens: int = 256, limit: int | None = N
     summary = evaluate_humaneval(
         ctx.model,
         ctx.tok,
-        max_new_tokens=max_new_tokens,
+        sampling=SamplingConfig(max_new_tokens=max_new_tokens),
         limit=limit,
         ks=(1,),
         batch_size=batch_size,
@@ -117,7 +118,7 @@ def infilling(
             ctx.model,
             ctx.tok,
             infill_mode=mode,
-            max_new_tokens=max_new_tokens,
+            sampling=SamplingConfig(max_new_tokens=max_new_tokens),
             batch_size=batch_size,
             ks=(1,),
             out_dir=ctx.out_dir / f"infilling-{subset}-{mode}",

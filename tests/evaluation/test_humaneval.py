@@ -8,6 +8,7 @@ from lit_codellama.evaluation.data import EvalInputError
 from lit_codellama.evaluation.humaneval import evaluate_humaneval, humaneval_problems
 from lit_codellama.evaluation.infilling import SUBSETS, evaluate_infilling, infilling_problems
 from lit_codellama.evaluation.tasks import Sample, read_samples, score_samples
+from lit_codellama.generate import SamplingConfig
 
 
 def canonical(problems):
@@ -93,10 +94,10 @@ def test_completions_file_errors_name_the_line(tmp_path):
 
 
 def test_generation_pipeline_with_an_untrained_model(tiny_model, tokenizer, tmp_path):
-    summary = evaluate_humaneval(tiny_model, tokenizer, max_new_tokens=8, limit=3, out_dir=tmp_path, progress=False)
+    summary = evaluate_humaneval(tiny_model, tokenizer, sampling=SamplingConfig(max_new_tokens=8), limit=3, out_dir=tmp_path, progress=False)
     assert summary["n_samples"] == 3 and summary["pass@1"] == 0.0
     assert summary["generation"]["temperature"] == 0.0 and (tmp_path / "results.jsonl").is_file()
-    infill = evaluate_infilling(tiny_model, tokenizer, "single-line", mode="spm", max_new_tokens=8, limit=3,
+    infill = evaluate_infilling(tiny_model, tokenizer, "single-line", mode="spm", sampling=SamplingConfig(max_new_tokens=8), limit=3,
                                 timeout_s=2, progress=False)
     assert infill["task"] == "infilling-single-line-spm" and infill["n_samples"] == 3
 
@@ -104,6 +105,6 @@ def test_generation_pipeline_with_an_untrained_model(tiny_model, tokenizer, tmp_
 def test_sampling_several_completions_needs_a_temperature(tiny_model, tokenizer):
     with pytest.raises(ValueError, match="set temperature > 0"):
         evaluate_humaneval(tiny_model, tokenizer, n_samples=4, limit=1)
-    summary = evaluate_humaneval(tiny_model, tokenizer, n_samples=4, temperature=0.8, max_new_tokens=4, limit=2,
+    summary = evaluate_humaneval(tiny_model, tokenizer, sampling=SamplingConfig(4, temperature=0.8), limit=2, n_samples=4,
                                  ks=(1, 4), progress=False)
     assert summary["n_samples"] == 8 and "pass@4" in summary

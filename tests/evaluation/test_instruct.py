@@ -8,6 +8,7 @@ from lit_codellama.evaluation.instruct import evaluate_instruct, extract_code, i
 from lit_codellama.evaluation.mbpp import mbpp_problems
 from lit_codellama.evaluation.sandbox import Sandbox
 from lit_codellama.evaluation.tasks import Sample, score_samples
+from lit_codellama.generate import SamplingConfig
 
 CODE = "def f(x):\n    return x + 1\n"
 
@@ -74,7 +75,7 @@ def test_unknown_task_has_no_instruct_format():
 
 def test_instruct_evaluation_runs_a_chat_model_end_to_end(tmp_path, tokenizer, tiny_checkpoint, sandbox):
     model = load_model(tiny_checkpoint).eval()
-    summary = evaluate_instruct("humaneval", humaneval_problems(limit=2), model, tokenizer, max_new_tokens=8,
+    summary = evaluate_instruct("humaneval", humaneval_problems(limit=2), model, tokenizer, sampling=SamplingConfig(max_new_tokens=8),
                                 sandbox=sandbox, ks=(1,), out_dir=tmp_path, progress=False)
     assert summary["prompt_format"] == "instruct" and summary["n_samples"] == 2
     assert 0.0 <= summary["pass@1"] <= 1.0  # an untrained model: whatever it scores is reported

@@ -2,7 +2,7 @@ import pytest
 
 from lit_codellama.chat import ChatFormatError, chat, encode_dialog, encode_prompt, prompt_text, turns
 from lit_codellama.checkpoint import load_model
-from lit_codellama.generate import generate
+from lit_codellama.generate import SamplingConfig, generate
 from lit_codellama.loss import IGNORE_INDEX
 
 DIALOG = [
@@ -77,6 +77,6 @@ def test_training_dialog_must_end_with_an_answer_and_a_prompt_with_a_question(to
 def test_chat_answers_are_the_decoded_generation_of_the_prompt(tokenizer, tiny_checkpoint):
     model = load_model(tiny_checkpoint).eval()
     dialogs = [DIALOG[1:2], DIALOG[:4]]
-    answers = chat(model, tokenizer, dialogs, max_new_tokens=6)
+    answers = chat(model, tokenizer, dialogs, SamplingConfig(max_new_tokens=6))
     expected = generate(model, [encode_prompt(tokenizer, d) for d in dialogs], 6, stop_ids=(tokenizer.eos_id,))
     assert answers == [tokenizer.decode(ids).strip() for ids in expected]

@@ -5,7 +5,7 @@ from transformers import LlamaForCausalLM
 from lit_codellama import Llama, ModelConfig
 from lit_codellama.checkpoint import save_model
 from lit_codellama.fim import infilling_prompt
-from lit_codellama.generate import complete, generate, infill, main, truncate_at_stop
+from lit_codellama.generate import SamplingConfig, complete, generate, infill, main, truncate_at_stop
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +73,10 @@ def test_greedy_generation_equals_transformers_generate(tmp_path, model):
 
 
 def test_complete_cuts_at_the_first_stop_string(model, tokenizer):
-    [free] = complete(model, tokenizer, ["def f(x):"], max_new_tokens=20)
+    [free] = complete(model, tokenizer, ["def f(x):"], SamplingConfig(max_new_tokens=20))
     assert free, "an untrained model still produces text"
     stop = free[len(free) // 2 : len(free) // 2 + 2]
-    [cut] = complete(model, tokenizer, ["def f(x):"], max_new_tokens=20, stop=[stop])
+    [cut] = complete(model, tokenizer, ["def f(x):"], SamplingConfig(max_new_tokens=20), stop=[stop])
     assert cut == truncate_at_stop(free, [stop]) and stop not in cut
 
 
@@ -85,7 +85,7 @@ def test_infill_decodes_the_middle_generated_after_the_infilling_prompt(model, t
     for spm in (False, True):
         prompt = infilling_prompt(tokenizer, prefix, suffix, suffix_first=spm)
         tokens = generate(model, [prompt], 12, stop_ids=(tokenizer.eot_id, tokenizer.eos_id))[0]
-        assert infill(model, tokenizer, [prefix], [suffix], suffix_first=spm, max_new_tokens=12) == [
+        assert infill(model, tokenizer, [prefix], [suffix], suffix_first=spm, sampling=SamplingConfig(max_new_tokens=12)) == [
             tokenizer.decode_infilling(tokens)
         ]
 
@@ -98,3 +98,13 @@ def test_generate_cli_prints_prompt_and_completion(tmp_path, model, tokenizer_pa
     assert main(["--checkpoint", str(tmp_path), "--prefix", "x = ", "--suffix", "\n", "--max-new-tokens", "5"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("x = ") and out.endswith("\n\n")
+
+
+def test_a_sampling_config_draws_the_same_completions_for_the_same_seed(model, tokenizer):
+    prompts = ["def f(x):", "import os\n"]
+
+    def draw(seed):
+        return complete(model, tokenizer, prompts, SamplingConfig(12, temperature=1.0, top_p=0.95, seed=seed))
+
+    assert draw(3) == draw(3)
+    assert draw(3) != draw(4)
