@@ -4,10 +4,16 @@ Batches are `{"input_ids": LongTensor(B, T), "labels": LongTensor(B, T)}` with l
 data is an infinite stream (bound the run with `max_steps`); validation is a fixed set of left-to-right contexts,
 identical for every FIM setting and seed, so the arms of an ablation are scored on the same tokens. Documents go
 to validation by a hash of their content, so the split is stable however the corpus was built or ordered.
+
+Continued training (long-context fine-tuning and its control, `stage="continued"`) reads a share of the training
+documents that pretraining never reads, chosen by another part of the same hash: disjoint whatever either stage's
+length, seed or budget, unlike an offset into one stream. Each run caps any one document's share of its tokens
+(`max_document_share` of `token_budget`, by default max_steps x batch x seq_len x accumulation x devices).
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from functools import cached_property
 from typing import Any, Literal
@@ -20,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from lit_codellama.data.corpus import Corpus, build_corpus, default_corpus_dir, load_corpus
 from lit_codellama.data.packing import DocumentReader, TrainStream, to_example, validation_contexts
 from lit_codellama.data.recipe import DataError, load_recipe
+from lit_codellama.data.split import CONTINUED, VALIDATION, hash_unit
 from lit_codellama.errors import ConfigError
 from lit_codellama.tokenizer import Tokenizer
 
@@ -39,6 +46,13 @@ class CodeDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         val_fraction: share of documents (by content hash) held out for validation.
         min_doc_tokens: train only on documents at least this long (long-context fine-tuning prefers long files).
+        stage: "pretraining" or "continued": which of the two disjoint parts of the training documents to read.
+        continued_fraction: share of training documents (by content hash) reserved for the continued stage.
+        contiguous: pack whole documents cut across contexts instead of context-sized pieces, so that a context
+            holds up to `seq_len` tokens of one document (long-context training; needs fim_rate=0).
+        max_document_share: most of a run's training tokens any one document may be.
+        token_budget: a run's training tokens, for that cap; default: from the Trainer (max_steps x batch_size x
+            seq_len x accumulate_grad_batches x world size); None without max_steps (no cap).
         num_proc: processes for building the corpus (default: all cores).
 
     The DataModule's `state_dict` (saved in Lightning checkpoints) holds the number of training batches consumed,
@@ -59,6 +73,11 @@ class CodeDataModule(L.LightningDataModule):
         num_workers: int = 0,
         val_fraction: float = 0.02,
         min_doc_tokens: int = 0,
+        stage: Literal["pretraining", "continued"] = "pretraining",
+        continued_fraction: float = 0.1,
+        contiguous: bool = False,
+        max_document_share: float = 0.01,
+        token_budget: int | None = None,
         num_proc: int | None = None,
     ):
         super().__init__()
@@ -71,6 +90,11 @@ class CodeDataModule(L.LightningDataModule):
             "fim_level must be 'document' or 'context'": fim_level in ("document", "context"),
             "val_fraction must be in [0, 1)": 0 <= val_fraction < 1,
             "num_workers must be >= 0": num_workers >= 0,
+            "stage must be 'pretraining' or 'continued'": stage in ("pretraining", "continued"),
+            "continued_fraction must be in [0, 1)": 0 <= continued_fraction < 1,
+            "contiguous packing cuts documents across contexts: it needs fim_rate=0": not (contiguous and fim_rate),
+            "max_document_share must be in (0, 1]": 0 < max_document_share <= 1,
+            "token_budget must be >= 1": token_budget is None or token_budget >= 1,
         }
         problems = [message for message, ok in checks.items() if not ok]
         if problems:
@@ -80,6 +104,8 @@ class CodeDataModule(L.LightningDataModule):
         self.seq_len, self.batch_size, self.num_workers = seq_len, batch_size, num_workers
         self.fim_rate, self.spm_rate, self.fim_level, self.seed = fim_rate, spm_rate, fim_level, seed
         self.val_fraction, self.min_doc_tokens, self.num_proc = val_fraction, min_doc_tokens, num_proc
+        self.stage, self.continued_fraction, self.contiguous = stage, continued_fraction, contiguous
+        self.max_document_share, self.token_budget = max_document_share, token_budget
         self.batches_consumed = 0
         self._loaded_state: dict[str, Any] | None = None
 
@@ -106,13 +132,19 @@ class CodeDataModule(L.LightningDataModule):
             return
         docs = self.corpus.documents
         sha, lengths = docs["sha256"], docs["num_tokens"]
-        val = [i for i, h in enumerate(sha) if int(h[:8], 16) / 2**32 < self.val_fraction]
-        held_out = set(val)
-        self._train_docs = [i for i, n in enumerate(lengths) if i not in held_out and n >= self.min_doc_tokens]
+        val = [i for i, h in enumerate(sha) if hash_unit(h, VALIDATION) < self.val_fraction]
+        held_out, continued = set(val), self.stage == "continued"
+        self._train_docs = [
+            i
+            for i, (h, n) in enumerate(zip(sha, lengths))
+            if i not in held_out and (hash_unit(h, CONTINUED) < self.continued_fraction) == continued
+            and n >= self.min_doc_tokens
+        ]
         if not self._train_docs:
             raise DataError(
-                f"corpus {self.corpus.path} has no training documents with val_fraction={self.val_fraction} and "
-                f"min_doc_tokens={self.min_doc_tokens} (it has {len(sha)} documents); lower them or build a larger "
+                f"corpus {self.corpus.path} has no training documents with val_fraction={self.val_fraction}, "
+                f"stage={self.stage!r} (continued_fraction={self.continued_fraction}) and "
+                f"min_doc_tokens={self.min_doc_tokens} (it has {len(sha)} documents); change them or build a larger "
                 "corpus"
             )
         if self.fim_rate > 0 and not self.tokenizer.has_infilling:
@@ -142,27 +174,45 @@ class CodeDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._rank_and_world_size()
         self._check_resumable(world_size)
-        if (
-            self.trainer is not None
-            and self.trainer.max_steps == -1
-            and not any(isinstance(c, Timer) for c in self.trainer.callbacks)
-        ):
-            raise ConfigError("CodeDataModule streams training data without end; set Trainer(max_steps=...)")
-        stream = TrainStream(
+        require_bounded_run(self.trainer, type(self).__name__)
+        stream = self.train_stream(rank, world_size)
+        return DataLoader(
+            stream, batch_size=self.batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        )
+
+    def train_stream(self, rank: int = 0, world_size: int = 1) -> TrainStream:
+        """The training stream of rank `rank` of `world_size` (resuming after `batches_consumed` batches)."""
+        self.setup()
+        self._world_size = world_size
+        self._stream = TrainStream(
             self._reader,
             self._train_docs,
             fim_rate=self.fim_rate,
             spm_rate=self.spm_rate,
             fim_level=self.fim_level,
+            contiguous=self.contiguous,
+            token_budget=self.run_token_budget(world_size),
+            max_document_share=self.max_document_share,
             rank=rank,
             world_size=world_size,
             batch_size=self.batch_size,
             start_batch=self.batches_consumed,
         )
-        self._world_size = world_size
-        return DataLoader(
-            stream, batch_size=self.batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
-        )
+        return self._stream
+
+    def run_token_budget(self, world_size: int = 1) -> int | None:
+        """The run's training tokens: `token_budget`, or what the Trainer's max_steps implies (None without)."""
+        if self.token_budget is not None or self.trainer is None or self.trainer.max_steps in (None, -1):
+            return self.token_budget
+        steps = self.trainer.max_steps * self.trainer.accumulate_grad_batches
+        return steps * self.batch_size * self.seq_len * world_size
+
+    @property
+    def largest_document_share(self) -> float | None:
+        """The most of the run's training tokens any one document can be (see `packing.plan_pieces`); None for an
+        uncapped run."""
+        stream = getattr(self, "_stream", None) or self.train_stream()
+        return stream.plan.largest_document_share
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_Contexts(self._val), batch_size=self.batch_size, num_workers=self.num_workers)
@@ -199,6 +249,12 @@ class CodeDataModule(L.LightningDataModule):
             "fim_rate": self.fim_rate,
             "spm_rate": self.spm_rate,
             "fim_level": self.fim_level,
+            "stage": self.stage,
+            "continued_fraction": self.continued_fraction,
+            "min_doc_tokens": self.min_doc_tokens,
+            "contiguous": self.contiguous,
+            "max_document_share": self.max_document_share,
+            "token_budget": self.run_token_budget(world_size or 1),
             "corpus": self.corpus.report["fingerprint"],
         }
 
@@ -212,6 +268,27 @@ class CodeDataModule(L.LightningDataModule):
                 "CodeDataModule: cannot resume the data stream exactly, these settings changed since the checkpoint "
                 f"(saved, now): {changed}; resume with the saved settings"
             )
+
+
+def require_bounded_run(trainer: L.Trainer | None, who: str) -> None:
+    """Refuse a Trainer that would read an infinite training stream without end (neither max_steps nor max_time,
+    which Lightning turns into a `Timer`)."""
+    if trainer is not None and trainer.max_steps == -1 and not any(isinstance(c, Timer) for c in trainer.callbacks):
+        raise ConfigError(f"{who} streams training data without end; set Trainer(max_steps=...)")
+
+
+def planned_document_share(config: dict[str, Any]) -> float | None:
+    """The largest document share (see `CodeDataModule.largest_document_share`) of the training run `config` (the
+    `fit` command's layout: `data` and `trainer` sections), without training: what the study runner records."""
+    data, trainer = config.get("data", {}), config.get("trainer", {})
+    data = data.get("init_args", data)
+    params = inspect.signature(CodeDataModule).parameters
+    dm = CodeDataModule(**{k: v for k, v in data.items() if k in params})
+    if dm.token_budget is None and trainer.get("max_steps", -1) not in (None, -1):
+        steps = trainer["max_steps"] * (trainer.get("accumulate_grad_batches") or 1)
+        devices = trainer.get("devices", 1) * trainer.get("num_nodes", 1)
+        dm.token_budget = steps * dm.batch_size * dm.seq_len * (devices if isinstance(devices, int) else 1)
+    return dm.largest_document_share
 
 
 class _Contexts(Dataset):

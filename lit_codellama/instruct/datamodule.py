@@ -12,7 +12,6 @@ The stream is infinite, deterministic per seed, sharded across ranks and workers
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from collections.abc import Iterator, Sequence
@@ -20,11 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
 from lit_codellama.chat import encode_dialog
-from lit_codellama.data.datamodule import CodeDataModule
-from lit_codellama.data.packing import TrainStream
+from lit_codellama.data.datamodule import CodeDataModule, require_bounded_run
+from lit_codellama.data.packing import ShardedStream, TrainStream
+from lit_codellama.data.sources import sha256
+from lit_codellama.data.split import hash_unit
 from lit_codellama.errors import ConfigError
 from lit_codellama.instruct.dataset import InstructSource, load_instruct
 from lit_codellama.loss import IGNORE_INDEX
@@ -67,25 +68,18 @@ def example(ids: np.ndarray, labels: np.ndarray) -> dict[str, torch.Tensor]:
     return {"input_ids": torch.as_tensor(ids[:-1], dtype=torch.long), "labels": torch.as_tensor(labels[1:], dtype=torch.long)}
 
 
-class InstructStream(IterableDataset):
+class InstructStream(ShardedStream):
     """The infinite training stream of one rank: each context drawn from the instruction dialogs or a rehearsal
-    source with the given weights. Sharding and resuming follow `packing.TrainStream` (batch k comes from worker
-    k % workers; `start_batch` skips what was delivered before)."""
+    source with the given weights; sharded and resumed as every `packing.ShardedStream`."""
 
     def __init__(self, dialogs: EncodedDialogs, rehearsal: dict[str, TrainStream], weights: dict[str, float],
                  seq_len: int, seed: int, rank: int = 0, world_size: int = 1, batch_size: int = 1, start_batch: int = 0):
+        super().__init__(rank, world_size, batch_size, start_batch)
         self.dialogs, self.rehearsal, self.weights = dialogs, rehearsal, weights
         self.seq_len, self.seed = seq_len, seed
-        self.rank, self.world_size, self.batch_size, self.start_batch = rank, world_size, batch_size, start_batch
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        role = (worker + self.start_batch) % workers
-        delivered = self.start_batch // workers + (role < self.start_batch % workers)
-        contexts = self.contexts(self.rank * workers + role, self.world_size * workers)
-        for ids, labels in itertools.islice(contexts, delivered * self.batch_size, None):
-            yield example(ids, labels)
+    def example(self, context: tuple[np.ndarray, np.ndarray]) -> dict[str, torch.Tensor]:
+        return example(*context)
 
     def contexts(self, shard: int, num_shards: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         streams = {INSTRUCT: pack_dialogs(self.dialogs, self.dialog_order(shard, num_shards), self.seq_len + 1)}
@@ -163,8 +157,7 @@ class InstructDataModule(CodeDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._rank_and_world_size()
         self._check_resumable(world_size)
-        if self.trainer is not None and self.trainer.max_steps == -1 and self.trainer.max_time is None:
-            raise ConfigError("InstructDataModule streams training data without end; set Trainer(max_steps=...)")
+        require_bounded_run(self.trainer, type(self).__name__)
         rehearsal = {
             name: TrainStream(self._reader, docs, fim_rate=self.fim_rate, spm_rate=self.spm_rate, fim_level=self.fim_level)
             for name, docs in self._rehearsal_docs.items()
@@ -188,8 +181,8 @@ class InstructDataModule(CodeDataModule):
 def split_dialogs(dialogs: list[list[dict[str, str]]], val_fraction: float) -> tuple[list, list]:
     """(train, validation) dialogs; a dialog is held out by a hash of its content, so the split does not depend
     on the order or the other dialogs. Validation is in hash order."""
-    hashes = [hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest() for d in dialogs]
-    held_out = [int(h[:8], 16) / 2**32 < val_fraction for h in hashes]
+    hashes = [sha256(json.dumps(d, sort_keys=True)) for d in dialogs]
+    held_out = [hash_unit(h) < val_fraction for h in hashes]
     train = [d for d, v in zip(dialogs, held_out) if not v]
     val = [d for _, d in sorted(((h, d) for h, d, v in zip(hashes, dialogs, held_out) if v), key=lambda hd: hd[0])]
     return train, val

@@ -59,6 +59,12 @@ SHORT_CONTEXT_PRETRAINING = {
 }
 
 
+# FIM rate of continued training. The paper gives FIM for code training (§2.3) and says nothing of it for LCFT; we
+# continue left-to-right, so that every sample is contiguous text packed up to the sequence length (FIM samples
+# must fit whole in one context).
+CONTINUED_FIM_RATE = 0.0
+
+
 def continued_training(
     seq_len: int,
     batch_size: int,
@@ -68,13 +74,22 @@ def continued_training(
     rope_theta: float | None = None,
     rope_scaling: float | None = None,
     accumulate: int | None = None,
+    fim_rate: float = CONTINUED_FIM_RATE,
+    min_doc_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Arm overrides that turn a preset's pretraining config into training continued from another arm's weights:
     long-context fine-tuning (a longer `seq_len`, a RoPE change), or its compute-matched control. Validates once,
-    at the end (`val_check_interval` counts micro-batches)."""
+    at the end (`val_check_interval` counts micro-batches).
+
+    The data: documents pretraining never read (`stage: continued`), of at least `min_doc_tokens` tokens (default
+    `seq_len`: long documents), packed whole across contexts when left-to-right, at an explicit `fim_rate`."""
     overrides = {
         "data.seq_len": seq_len,
         "data.batch_size": batch_size,
+        "data.stage": "continued",
+        "data.fim_rate": fim_rate,
+        "data.contiguous": fim_rate == 0,
+        "data.min_doc_tokens": seq_len if min_doc_tokens is None else min_doc_tokens,
         "model.model_config.block_size": seq_len,
         "model.lr": lr,
         "model.warmup_steps": warmup_steps,

@@ -244,6 +244,7 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
         "seeds": sorted({run.seed for run in plan.runs}),
         "arms": arms,
         "evaluations": _plain(plan.preset.evaluations),
+        "data": {"largest_document_share": _largest_document_share(plan)},
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "invocation_wall_s": round(wall_s, 1),  # this invocation only: a resumed study ran in several
         "run_seconds": round(sum(_run_seconds(plan, run) for run in plan.runs), 1),  # training + evaluation, all runs
@@ -258,6 +259,15 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
         },
     }
     (plan.out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _largest_document_share(plan: Plan) -> float | None:
+    """The most of its run's training tokens any one document can be, over the training arms (seed-independent)."""
+    from lit_codellama.data.datamodule import planned_document_share
+
+    shares = [planned_document_share(plan.definition(Run(arm, 0))["train"]) for arm, spec in plan.preset.arms.items()
+              if spec.train]
+    return max((share for share in shares if share is not None), default=None)
 
 
 def _run_seconds(plan: Plan, run: Run) -> float:

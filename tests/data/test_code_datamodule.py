@@ -1,4 +1,7 @@
+import collections
 import itertools
+import random
+import shutil
 
 import lightning as L
 import pytest
@@ -7,7 +10,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from lit_codellama.data import CodeDataModule
+from lit_codellama.data import CodeDataModule, build_corpus, load_recipe
 from lit_codellama.data.packing import TrainStream
 from lit_codellama.errors import ConfigError
 
@@ -34,12 +37,15 @@ def test_batches_are_inputs_and_next_token_labels(corpus):
     assert torch.equal(val["labels"][:, :-1], val["input_ids"][:, 1:])
 
 
-def test_no_document_is_in_both_splits(corpus):
-    dm = datamodule(corpus)
+def test_pretraining_continued_training_and_validation_read_disjoint_documents(corpus):
+    pretraining, continued = datamodule(corpus), datamodule(corpus, stage="continued", continued_fraction=0.2)
     sha = corpus.documents["sha256"]
-    train, val = {sha[i] for i in dm._train_docs}, {sha[i] for i in dm._val_docs}
-    assert train and val and not train & val
-    assert len(dm._train_docs) + len(dm._val_docs) == len(sha)
+    train, val = {sha[i] for i in pretraining._train_docs}, {sha[i] for i in pretraining._val_docs}
+    later = {sha[i] for i in continued._train_docs}
+    assert train and val and later and not train & val and not later & val
+    assert not later & {sha[i] for i in datamodule(corpus, continued_fraction=0.2)._train_docs}
+    assert len(pretraining._train_docs) + len(pretraining._val_docs) + len(datamodule(corpus, stage="continued")._train_docs) == len(sha)
+    assert continued._val_docs == pretraining._val_docs
 
 
 def test_validation_is_identical_for_every_fim_setting_and_seed(corpus):
@@ -61,28 +67,56 @@ def test_same_seed_same_batches_other_seed_other_batches(corpus):
     assert not all(torch.equal(a, b) for a, b in zip(batches(1), batches(2)))
 
 
-def test_two_ranks_and_their_workers_see_disjoint_documents(corpus):
+def test_two_ranks_and_their_workers_see_disjoint_pieces(corpus):
     dm = datamodule(corpus, fim_rate=0.9)
     streams = [TrainStream(dm._reader, dm._train_docs, fim_rate=0.9, rank=r, world_size=2) for r in range(2)]
     for epoch in range(2):  # shard = rank * workers + worker
-        shards = [set(streams[0].shard_documents(epoch, shard, 4)) for shard in range(4)]
-        assert sum(map(len, shards)) == len(set().union(*shards)) == len(dm._train_docs)
+        shards = [set(streams[0].shard_pieces(epoch, shard, 4)) for shard in range(4)]
+        assert sum(map(len, shards)) == len(set().union(*shards)) == len(streams[0].plan)
     rank_batches = [first_batches(DataLoader(s, batch_size=BATCH, num_workers=2), 4) for s in streams]
     rows = [{tuple(row.tolist()) for batch in batches for row in batch} for batches in rank_batches]
     assert not rows[0] & rows[1]
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-def test_stream_resumes_with_the_next_batch(corpus, num_workers):
-    dm = datamodule(corpus, fim_rate=0.9)
+@pytest.mark.parametrize("token_budget", [None, 4000])
+def test_stream_resumes_with_the_next_batch_from_any_step(corpus, num_workers, token_budget):
+    dm = datamodule(corpus, fim_rate=0.9, token_budget=token_budget, max_document_share=0.05)
 
     def loader(start_batch):
-        stream = TrainStream(dm._reader, dm._train_docs, fim_rate=0.9, batch_size=BATCH, start_batch=start_batch)
-        return DataLoader(stream, batch_size=BATCH, num_workers=num_workers)
+        dm.batches_consumed = start_batch
+        return DataLoader(dm.train_stream(), batch_size=BATCH, num_workers=num_workers)
 
-    uninterrupted = first_batches(loader(0), 8)
-    resumed = first_batches(loader(3), 5)
-    assert all(torch.equal(a, b) for a, b in zip(uninterrupted[3:], resumed, strict=True))
+    uninterrupted = first_batches(loader(0), 30)  # several epochs of the capped corpus
+    for start in (1, 3, 7, 25):
+        resumed = first_batches(loader(start), 5)
+        assert all(torch.equal(a, b) for a, b in zip(uninterrupted[start : start + 5], resumed, strict=True))
+
+
+def test_no_document_exceeds_its_share_of_a_run(tmp_path, tree, tokenizer_path, recipe_file):
+    rng = random.Random(1)
+    huge = "".join(f"value_{i} = update({rng.randrange(10**6)}, {rng.random():.6f})\n" for i in range(3000))
+    (tree_copy := tmp_path / "tree").mkdir()
+    shutil.copytree(tree, tree_copy, dirs_exist_ok=True)
+    (tree_copy / "src" / "huge.py").write_text(huge)
+    recipe = load_recipe(recipe_file(tmp_path / "r.yaml", tree_copy, tokenizer_path, max_file_bytes=10**7))
+    corpus = build_corpus(recipe, tmp_path / "corpus", num_proc=1)
+    budget = 20_000
+
+    def shares(**kwargs):
+        dm = CodeDataModule(str(corpus.path), seq_len=SEQ_LEN, batch_size=BATCH, val_fraction=0.1, **kwargs)
+        tokens, seen = collections.Counter(), 0
+        for sample in dm.train_stream().samples(0, 1, 0.0):
+            if seen >= budget:
+                return max(tokens.values()) / budget, dm
+            tokens[sample.doc] += len(sample.ids)
+            seen += len(sample.ids)
+
+    uncapped, _ = shares(max_document_share=1.0, token_budget=budget)
+    assert uncapped > 0.04  # without the cap the huge file is well over 2% of the run, even shuffled
+    capped, dm = shares(token_budget=budget, max_document_share=0.02)
+    assert capped <= 0.02
+    assert capped <= dm.largest_document_share <= 0.02
 
 
 class Recorder(L.LightningModule):

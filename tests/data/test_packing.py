@@ -48,8 +48,11 @@ def test_split_lines_pieces_reassemble_and_fit(reader):
     assert long_docs
     for doc in long_docs:
         row = reader.documents[doc]
-        pieces = split_lines(row["text"], row["input_ids"], reader.newline_id, limit)
+        spans = split_lines(row["text"], row["input_ids"], reader.newline_id, limit)
         text = row["text"]
+        pieces = [text[a:b] for a, b, _ in spans]
+        assert [b for _, b, _ in spans[:-1]] == [a for a, _, _ in spans[1:]]
+        assert sum(n for _, _, n in spans) >= len(row["input_ids"])  # exact, or rounded up inside long lines
         assert "".join(pieces) == text and len(pieces) >= 3
         assert max(len(tok.encode(p)) for p in pieces) <= limit + 1  # +1: a piece's own implicit leading space
         for cut in itertools.accumulate(len(p) for p in pieces[:-1]):
@@ -137,15 +140,39 @@ def test_context_level_fim_transforms_whole_documents_inside_contexts(reader):
     assert sum(c.count(tok.prefix_id) for c in contexts) > 20
 
 
-def test_fim_arms_see_the_same_documents_in_the_same_order(reader):
-    def documents(fim_rate):
-        s = stream(reader, fim_rate=fim_rate)
-        return [list(s.shard_documents(epoch, 0, 1)) for epoch in range(2)]
+def test_fim_arms_see_the_same_pieces_in_the_same_order(reader):
+    def pieces(fim_rate):
+        s = stream(reader, fim_rate=fim_rate, token_budget=20_000, max_document_share=0.05)
+        return [[(s.plan.doc[i], s.plan.start[i]) for i in s.shard_pieces(epoch, 0, 1)] for epoch in range(2)]
 
-    assert documents(0.0) == documents(0.9)
-    assert documents(0.0)[0] != documents(0.0)[1]  # reshuffled every epoch
+    assert pieces(0.0) == pieces(0.9)
+    assert pieces(0.0)[0] != pieces(0.0)[1]  # reshuffled every epoch
 
 
-def test_more_shards_than_documents_is_a_clear_error(reader):
-    with pytest.raises(DataError, match="2 training documents cannot feed 4 ranks"):
-        next(iter(TrainStream(reader, [0, 1], world_size=4)))
+def test_more_shards_than_pieces_is_a_clear_error(reader):
+    with pytest.raises(DataError, match="1 training pieces cannot feed 4 ranks"):
+        next(iter(TrainStream(reader, [0], contiguous=True, world_size=4)))  # a whole document is one piece
+
+
+def test_the_pieces_of_a_document_are_spread_over_the_epoch(reader):
+    samples = list(itertools.islice(stream(reader, fim_rate=0.0).samples(0, 1, 0.0), 300))
+    docs = [s.doc for s in samples]
+    assert max(docs.count(d) for d in set(docs)) >= 5  # documents of several pieces are in the sample
+    back_to_back = sum(a == b for a, b in itertools.pairwise(docs))
+    assert back_to_back < 0.1 * len(docs)
+
+
+def test_contiguous_packing_fills_contexts_with_one_documents_text(reader):
+    tok, ids = reader.tokenizer, reader.documents["input_ids"]
+    long_docs = [i for i, n in enumerate(reader.documents["num_tokens"]) if n > 4 * SEQ_LEN]
+    contexts = contexts_of(TrainStream(reader, long_docs, contiguous=True), 40)
+    whole = [c for c in contexts if tok.bos_id not in c and tok.eos_id not in c]
+    assert len(whole) >= len(contexts) / 2
+
+    def in_a_document(context):
+        return any(
+            doc[k : k + len(context)] == context for doc in (ids[i] for i in long_docs) for k in range(len(doc))
+        )
+
+    assert all(in_a_document(c) for c in whole[:5])
+    assert not any(tok.bos_id not in c and tok.eos_id not in c for c in contexts_of(stream(reader, 0.0), 40))
