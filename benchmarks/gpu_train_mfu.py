@@ -5,8 +5,8 @@ is not installed). Prints one JSON line; `--out FILE` also writes it.
     python benchmarks/gpu_train_mfu.py [--batch-size 8] [--seq-len 2048] [--steps 20] [--no-compile] [--out FILE]
 
 Random token batches (throughput does not depend on the data), so only torch, lightning and torchmetrics are
-needed. FLOPs per step come from `measure_flops` (forward + backward of the model) and are checked against the
-6N + 12·L·H·T formula; the peak is the card's dense bf16 datasheet number. Step time is end-of-step to
+needed. FLOPs per step come from `Llama.flops_per_token` (6N + 12·L·H·T, the formula training's MFU uses) and are
+checked against what `measure_flops` counts for forward + backward; the peak is the card's dense bf16 datasheet number. Step time is end-of-step to
 end-of-step after the warm-up steps (which include torch.compile), synchronised by Lightning's `.item()` calls.
 """
 
@@ -102,8 +102,8 @@ def main() -> None:
     config = ModelConfig.from_name(PRESET)
     with torch.device("meta"):
         meta, x = Llama(config), torch.empty(args.batch_size, args.seq_len, dtype=torch.long)
-    flops_per_step = measure_flops(meta, lambda: meta(x), lambda y: y.sum())
-    formula = meta.flops_per_token(args.seq_len) * args.batch_size * args.seq_len
+    flops_per_step = meta.flops_per_token(args.seq_len) * args.batch_size * args.seq_len  # what training's MFU uses
+    measured = measure_flops(meta, lambda: meta(x), lambda y: y.sum())
     results = {
         "device": torch.cuda.get_device_name(),
         "peak_bf16_flop_per_s": peak_flops(),
@@ -114,7 +114,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
         "flops_per_step": flops_per_step,
-        "flops_per_step_formula": formula,
+        "flops_per_step_measured": measured,
         "single_device": run("single_device", args, flops_per_step),
     }
     if importlib.util.find_spec("deepspeed") is None:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.fabric.utilities.throughput import measure_flops
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from lit_codellama import Llama, ModelConfig
@@ -91,10 +90,9 @@ def transformers_model(config: ModelConfig) -> LlamaForCausalLM:
 
 def benchmark(preset: str, data: dict, steps: int) -> dict:
     config = ModelConfig.from_name(preset, vocab_size=CodeDataModule(**data).tokenizer.vocab_size)
-    with torch.device("meta"):
-        meta, x = Llama(config), torch.empty(data["batch_size"], data["seq_len"], dtype=torch.long)
-    flops_per_step = measure_flops(meta, lambda: meta(x), lambda y: y.sum())
     tokens_per_step = data["batch_size"] * data["seq_len"]
+    with torch.device("meta"):
+        flops_per_step = Llama(config).flops_per_token(data["seq_len"]) * tokens_per_step
     torch.manual_seed(0)
     paired = PairedSteps({"pytorch": BareLoop(Llama(config)), "transformers": BareLoop(transformers_model(config))})
     ceiling_before = measure_matmul_flops()

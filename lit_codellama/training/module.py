@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 import torch.utils.checkpoint
-from lightning.fabric.utilities.throughput import measure_flops
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from lit_codellama.checkpoint import check_state_dict, read_checkpoint
@@ -99,13 +98,13 @@ class CodeLlamaLM(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         labels = batch["labels"]
         loss = next_token_nats(self(batch["input_ids"]), labels).sum() / (labels != IGNORE_INDEX).sum()
-        self._measure_flops(batch["input_ids"])
+        self._count_flops(batch["input_ids"])
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], prog_bar=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._measure_flops(batch["input_ids"])
+        self._count_flops(batch["input_ids"])
         self.val_metrics.update(self(batch["input_ids"]), batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
@@ -142,13 +141,12 @@ class CodeLlamaLM(L.LightningModule):
         """Read by `ThroughputMonitor`: forward+backward FLOPs in training, forward only in validation."""
         return self._flops.get(self.training)
 
-    def _measure_flops(self, input_ids: torch.Tensor) -> None:
+    def _count_flops(self, input_ids: torch.Tensor) -> None:
         if self.training in self._flops:
             return
-        with torch.device("meta"):
-            model, x = Llama(self.model_config), torch.empty_like(input_ids, device="meta")
-        loss_fn = (lambda y: y.sum()) if self.training else None
-        self._flops[self.training] = measure_flops(model, lambda: model(x), loss_fn)
+        with torch.device("meta"):  # the full shapes, also when ZeRO-3 has partitioned `self.model`
+            per_token = Llama(self.model_config).flops_per_token(input_ids.shape[1], backward=self.training)
+        self._flops[self.training] = per_token * input_ids.numel()
 
     def _read_weights(self, path: Path) -> dict[str, torch.Tensor]:
         state, _ = read_checkpoint(path)

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -216,3 +217,20 @@ def test_convert_cli_writes_a_directory_transformers_opens(tmp_path):
     idx = torch.randint(0, 256, (1, 20))
     with torch.no_grad():
         torch.testing.assert_close(hf(idx).logits, model(idx), rtol=1e-5, atol=1e-5)
+
+
+def test_init_is_normal_002_with_residual_projections_scaled_and_norms_at_one():
+    model = Llama(ModelConfig.from_name("cl-1m", vocab_size=256))
+    torch.manual_seed(0)
+    model.init_weights()
+    torch.manual_seed(0)
+    expected = {}
+    residual_std = 0.02 / math.sqrt(2 * model.config.n_layer)
+    for name, param in model.named_parameters():  # the rule, by name, in registration order
+        if name.endswith("norm.weight"):
+            expected[name] = torch.ones_like(param)
+        else:
+            std = residual_std if name.endswith(("wo.weight", "w2.weight")) else 0.02
+            expected[name] = torch.empty_like(param).normal_(std=std)
+    for name, param in model.named_parameters():
+        assert torch.equal(param, expected[name]), name
