@@ -77,6 +77,7 @@ def train_step_fn(model, forward, batch, optimizer):
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
 
     return step
 
@@ -96,8 +97,10 @@ def bench_training(ours, hf, args, device) -> dict:
         "ours": train_step_fn(ours, wrap(forward_ours), batch, torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=device == "cuda")),
         "transformers": train_step_fn(hf, wrap(forward_hf), batch, torch.optim.AdamW(hf.parameters(), lr=1e-4, fused=device == "cuda")),
     }
-    for step in steps.values():  # warm-up (allocator, optimizer state)
-        step()
+    # Warm-up (allocator, optimizer state). The first loss shows that both sides compute the same thing.
+    initial_loss = {}
+    for name, step in steps.items():
+        initial_loss[name] = float(step())
         step()
     times = {name: [] for name in steps}
     for _ in range(args.rounds):
@@ -105,7 +108,8 @@ def bench_training(ours, hf, args, device) -> dict:
             times[name].append(timed(step, device))
     tokens = args.batch_size * args.seq_len
     flops = ours.flops_per_token(args.seq_len) * tokens
-    result = {name: {"tokens_per_s": tokens / statistics.median(t), "flop_per_s": flops / statistics.median(t)} for name, t in times.items()}
+    result = {name: {"tokens_per_s": tokens / statistics.median(t), "flop_per_s": flops / statistics.median(t),
+                     "initial_loss": initial_loss[name]} for name, t in times.items()}
     result["speedup"] = result["ours"]["tokens_per_s"] / result["transformers"]["tokens_per_s"]
     return result
 
@@ -117,11 +121,14 @@ def bench_generation(ours, hf, args, device, batch_size: int) -> dict:
     prompt = torch.randint(3, ours.config.vocab_size, (batch_size, args.prompt_len), device=device)
     n = args.new_tokens
 
+    outputs = {}  # the new tokens of each side's last run: the same work is the same greedy tokens
+
     def run_ours():
-        generate(ours, prompt.tolist(), max_new_tokens=n)
+        outputs["ours"] = generate(ours, prompt.tolist(), max_new_tokens=n)
 
     def run_hf():
-        hf.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, eos_token_id=None)
+        out = hf.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, eos_token_id=None)
+        outputs["transformers"] = out[:, args.prompt_len :].tolist()
 
     runs = {"ours": run_ours, "transformers": run_hf}
     for run in runs.values():
@@ -136,8 +143,10 @@ def bench_generation(ours, hf, args, device, batch_size: int) -> dict:
     result = {}
     for name, t in times.items():
         steps_per_s = n / statistics.median(t)
-        result[name] = {"tokens_per_s": batch_size * steps_per_s, "weight_bytes_per_s": weight_bytes * steps_per_s}
+        result[name] = {"tokens_per_s": batch_size * steps_per_s, "weight_bytes_per_s": weight_bytes * steps_per_s,
+                        "new_tokens": sum(len(row) for row in outputs[name])}
     result["speedup"] = result["ours"]["tokens_per_s"] / result["transformers"]["tokens_per_s"]
+    result["same_tokens"] = outputs["ours"] == outputs["transformers"]
     return result
 
 

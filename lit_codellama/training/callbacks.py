@@ -157,8 +157,8 @@ class RunMetadata(L.Callback):
         path.write_text(json.dumps(metadata, indent=2) + "\n")
 
 
-def _git_state() -> dict[str, Any]:
-    source = Path(__file__).resolve().parent
+def _git_state(source: Path = Path(__file__).resolve().parent) -> dict[str, Any]:
+    """The commit of the checkout `source` (this package) lies in and whether tracked files differ from it."""
     try:
         commit = _git(source, "rev-parse", "HEAD")
         dirty = bool(_git(source, "status", "--porcelain", "--untracked-files=no"))

@@ -3,8 +3,11 @@ import json
 import pytest
 
 from lit_codellama.evaluation.sandbox import Limits, Sandbox
+from lit_codellama.instruct import self_instruct
 from lit_codellama.instruct.dataset import InstructSource, load_instruct
 from lit_codellama.instruct.self_instruct import (
+    QUESTIONS_ASK,
+    QUESTIONS_SEED,
     deduplicate,
     first_passing,
     main,
@@ -71,11 +74,11 @@ def test_hanging_and_hostile_solutions_never_pass(sandbox, tmp_path):
     assert not escape.exists()
 
 
-def test_questions_prompt_continues_the_numbered_list(tokenizer):
-    text = tokenizer.decode(questions_prompt(tokenizer))
-    assert text.startswith("[INST] Write 50 programming interview questions")
-    assert text.endswith("[/INST] " + text.split("[/INST] ", 1)[1]) and text.rstrip().endswith("in a sentence.")
-    assert "10. Write a python function" in text
+def test_questions_prompt_asks_for_questions_and_has_answered_the_first_ten(tokenizer):
+    ask, answer = tokenizer.decode(questions_prompt(tokenizer)).split(" [/INST] ")
+    assert ask == f"[INST] {QUESTIONS_ASK}"
+    assert parse_questions(answer) == QUESTIONS_SEED
+    assert answer.splitlines()[-1].startswith("10. ") and answer.endswith("\n")  # the generator continues at 11
 
 
 def run_cli(out, *extra):
@@ -129,18 +132,53 @@ def tiny_args(checkpoint, out):
             "--workers", "2"]
 
 
-def test_the_whole_pipeline_runs_with_a_tiny_model_and_reports_its_yield(tmp_path, tiny_checkpoint, capsys):
+# What a capable model would answer at each stage, so that every stage keeps a strict, known subset of the last.
+SCRIPTED_QUESTIONS = (
+    "11. Write a function add(a, b) that returns the sum of two numbers.\n"
+    "12. write a function add(a, b)  that returns the SUM of two numbers.\n"  # an exact duplicate up to case/spacing
+    "13. Write a function largest(xs) that returns the largest element of a list.\n"
+    "14. Write a function that reverses a string s.\n"
+)
+SCRIPTED_TESTS = {
+    "add": "[TESTS]\n# Test case 1:\nassert add(1, 2) == 3\n# Test case 2:\nassert add(-1, 1) == 0\n[/TESTS]",
+    "largest": "[TESTS]\n# Test case 1:\nassert largest([1, 3, 2]) == 3\n[/TESTS]",
+    "reverses": "I cannot think of tests for that.",  # no asserts: dropped at the tests stage
+}
+SCRIPTED_SOLUTIONS = {"add": f"[PYTHON]\n{PASSING}\n[/PYTHON]", "largest": "[PYTHON]\ndef largest(xs):\n    return xs[0]\n[/PYTHON]"}
+
+
+def scripted_generate(tokenizer):
+    def generate(model, prompts, max_new_tokens, *args, **kwargs):
+        answers = []
+        for ids in prompts:
+            turn = tokenizer.decode(ids).rsplit("[INST]", 1)[-1]  # the question asked last
+            if QUESTIONS_ASK in turn:
+                script = SCRIPTED_QUESTIONS
+            else:
+                key = next(k for k in SCRIPTED_TESTS if k in turn)
+                script = SCRIPTED_SOLUTIONS[key] if "Test:" in turn else SCRIPTED_TESTS[key]
+            answers.append(tokenizer.encode(script))
+        return answers
+    return generate
+
+
+def test_the_whole_pipeline_keeps_a_shrinking_subset_at_each_stage_and_reports_its_yield(
+    tmp_path, tiny_checkpoint, tokenizer, capsys, monkeypatch
+):
+    monkeypatch.setattr(self_instruct, "generate", scripted_generate(tokenizer))
     out = tmp_path / "run"
-    assert main(tiny_args(tiny_checkpoint, out)) == 0
+    assert main(tiny_args(tiny_checkpoint, out)) == 0  # 2 question samples of 4 questions each, 2 solutions each
     for stage in ("questions", "unique_questions", "tests", "solutions", "instruct"):
         assert (out / f"{stage}.jsonl").is_file()
     report = json.loads((out / "report.json").read_text())
     counts = [report[k] for k in ("questions", "unique_questions", "with_tests", "with_passing_solution")]
-    assert counts == sorted(counts, reverse=True)  # each stage keeps a subset of the previous one
-    assert report["with_passing_solution"] == len((out / "instruct.jsonl").read_text().splitlines())
+    assert counts == [8, 3, 2, 1]
+    assert report["test_runs"] == {"passed": 1, "failed": 2}  # add passes at once; largest fails both rounds
+    [row] = [json.loads(line) for line in (out / "instruct.jsonl").read_text().splitlines()]
+    assert row["question"].startswith("Write a function add(a, b)") and row["solution"] == PASSING + "\n"
     assert set(report["seconds"]) == {"questions", "unique_questions", "tests", "solutions", "instruct"}
     printed = capsys.readouterr().out.split()
-    assert printed[printed.index("with_passing_solution") + 1] == str(report["with_passing_solution"])
+    assert printed[printed.index("with_passing_solution") + 1] == "1"
 
 
 def test_the_tiny_coder_writes_tests_and_solutions_that_the_sandbox_runs(tmp_path, tiny_checkpoint):

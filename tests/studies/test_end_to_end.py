@@ -73,11 +73,16 @@ def test_fine_tuned_arms_start_from_their_parents_weights(results):
     assert inference_only["model_config"] == {**arms[inference_only["init_from"]]["model_config"], **inference_only["rope"]}
 
 
-@pytest.mark.slow
-def test_rerunning_a_study_only_redoes_unfinished_runs(results, capsys, monkeypatch):
-    monkeypatch.setenv("LIT_CODELLAMA_DATA", str(results["fim_rate"].parent / "corpora"))
+def own_copy(results, name: str, tmp_path: Path, monkeypatch) -> Path:
+    """A copy of a study's results for a test that changes them: the module's results stay as the study wrote
+    them, whatever order the tests run in."""
+    monkeypatch.setenv("LIT_CODELLAMA_DATA", str(results[name].parent / "corpora"))
+    return Path(shutil.copytree(results[name], tmp_path / name))
 
-    out = results["fim_rate"]
+
+@pytest.mark.slow
+def test_rerunning_a_study_only_redoes_unfinished_runs(results, tmp_path, capsys, monkeypatch):
+    out = own_copy(results, "fim_rate", tmp_path, monkeypatch)
     finished = sorted(out.glob("runs/*/seed=*/metrics.json"))
     stamps = {p: p.stat().st_mtime_ns for p in finished}
     interrupted = finished[0]
@@ -98,10 +103,9 @@ def test_rerunning_a_study_only_redoes_unfinished_runs(results, capsys, monkeypa
 
 
 @pytest.mark.slow
-def test_a_run_without_weights_or_checkpoints_retrains_from_a_clean_directory(results, monkeypatch):
+def test_a_run_without_weights_or_checkpoints_retrains_from_a_clean_directory(results, tmp_path, monkeypatch):
     """What a fresh clone holds: the committed logs and configs of a run, but neither its weights nor checkpoints."""
-    monkeypatch.setenv("LIT_CODELLAMA_DATA", str(results["fim_rate"].parent / "corpora"))
-    out = results["fim_rate"]
+    out = own_copy(results, "fim_rate", tmp_path, monkeypatch)
     before = pd.read_csv(out / "runs.csv")
     run_dir = sorted(out.glob("runs/*/seed=*"))[-1]
     for name in ("metrics.json", "model", "checkpoints"):
@@ -111,6 +115,7 @@ def test_a_run_without_weights_or_checkpoints_retrains_from_a_clean_directory(re
     stale.loc[len(stale)] = {"step": 999, "val/loss": 99.0}  # a validation row (no epoch) of some other run
     stale.to_csv(log, index=False)
     assert run_cli(load_study("fim_rate"), tiny(out)) == 0
+    assert (results["fim_rate"] / run_dir.relative_to(out) / "checkpoints").is_dir(), "the module's results are intact"
     assert "999" not in pd.read_csv(log)["step"].astype(str).tolist()
     assert (run_dir / "model" / "model.safetensors").is_file()
     pd.testing.assert_frame_equal(before, pd.read_csv(out / "runs.csv"))  # retrained: the same numbers

@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -12,10 +13,11 @@ import yaml
 from conftest import REPO, tiny_config
 from probes import PoisonAtStep
 
+import lit_codellama
 from lit_codellama.checkpoint import load_model
 from lit_codellama.errors import CheckpointError, ConfigError
 from lit_codellama.training import train
-from lit_codellama.training.callbacks import NonFiniteLossError
+from lit_codellama.training.callbacks import NonFiniteLossError, _git_state
 from lit_codellama.training.cli import main
 
 
@@ -27,13 +29,31 @@ def run(corpus_dir, tmp_path_factory) -> Path:
     return run_dir
 
 
+def checkout_commit() -> str | None:
+    package = Path(lit_codellama.__file__).parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True)
+    return head.stdout.strip() if head.returncode == 0 else None
+
+
+def test_git_state_is_the_checkouts_commit_and_dirtiness_and_null_outside_one(tmp_path):
+    assert _git_state(tmp_path) == {"git_commit": None, "git_dirty": None}
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    (tmp_path / "tracked.py").write_text("x = 1\n")
+    for args in (["init", "-q"], ["add", "tracked.py"], ["commit", "-q", "-m", "one"]):
+        subprocess.run([*git, *args], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert _git_state(tmp_path) == {"git_commit": commit, "git_dirty": False}
+    (tmp_path / "tracked.py").write_text("x = 2\n")
+    assert _git_state(tmp_path) == {"git_commit": commit, "git_dirty": True}
+
+
 def test_run_directory_holds_config_metadata_logs_checkpoints_and_model(run):
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["trainer"]["max_steps"] == 8 and config["data"]["init_args"]["fim_rate"] == 0.5
     hparams = yaml.safe_load((run / "hparams.yaml").read_text())
     assert hparams["vocab_size"] == 512  # linked from the data's tokenizer
     metadata = json.loads((run / "run.json").read_text())
-    assert metadata["seed"] == 1234 and len(metadata["git_commit"]) == 40
+    assert metadata["seed"] == 1234 and metadata["git_commit"] == checkout_commit()  # None outside a checkout
     assert metadata["versions"]["lightning"] and metadata["world_size"] == 1
     assert list(run.glob("events.out.tfevents.*"))
     names = {p.name for p in (run / "checkpoints").iterdir()}
@@ -168,7 +188,8 @@ def test_shipped_stage_configs_are_valid(stage, capsys):
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.stem)
 def test_strategy_overlays_switch_the_strategy_of_a_stage(overlay, capsys):
     resolved = resolve(REPO / "configs/train/code-7b.yaml", overlay, capsys=capsys)
-    assert resolved["trainer"]["strategy"] == yaml.safe_load(overlay.read_text())["trainer"]["strategy"] | {
-        "init_args": resolved["trainer"]["strategy"]["init_args"]
-    }
+    wanted, strategy = yaml.safe_load(overlay.read_text())["trainer"]["strategy"], resolved["trainer"]["strategy"]
+    assert strategy["class_path"] == wanted["class_path"]
+    # Every argument the overlay sets arrives as set; the strategy's other arguments keep their defaults.
+    assert {key: strategy["init_args"][key] for key in wanted["init_args"]} == wanted["init_args"]
     assert resolved["model"]["lr"] == 3e-4 and resolved["trainer"]["max_steps"] == 125_000
