@@ -20,7 +20,7 @@ from typing import Any
 from lit_codellama.evaluation.data import EvalInputError, read_jsonl, write_jsonl
 from lit_codellama.evaluation.execution import LANGUAGES, run_programs
 from lit_codellama.evaluation.metrics import pass_at_k_table
-from lit_codellama.evaluation.sandbox import Sandbox
+from lit_codellama.evaluation.sandbox import ExecResult, Sandbox
 from lit_codellama.generate import SamplingConfig, complete, infill
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,12 @@ def score_samples(
         limits = dataclasses.replace(limits, wall_s=timeout_s, cpu_s=math.ceil(timeout_s))
     start = time.monotonic()
     programs = [by_id[s.task_id].program(s.completion) for s in samples]
-    unique = list(dict.fromkeys(programs))
-    verdicts = dict(zip(unique, run_programs(sandbox, unique, language, limits, workers, progress, task), strict=True))
+    verdicts = {program: _not_runnable(program) for program in programs}
+    for sample, program in zip(samples, programs, strict=True):
+        if verdicts[program] is not None:
+            log.warning("%s: a sample of %s fails without running: %s", task, sample.task_id, verdicts[program].output)
+    unique = [program for program, verdict in verdicts.items() if verdict is None]
+    verdicts.update(zip(unique, run_programs(sandbox, unique, language, limits, workers, progress, task), strict=True))
     results = [verdicts[program] for program in programs]
     execution_s = time.monotonic() - start
 
@@ -170,6 +174,17 @@ def score_samples(
     if out_dir is not None:
         write_results(out_dir, records, summary)
     return summary
+
+
+def _not_runnable(program: str) -> ExecResult | None:
+    """A failed result for a program that cannot be written as UTF-8 (a lone surrogate, e.g. from a JSON "\\ud800"
+    escape in a completions file), or None: one such sample fails on its own instead of stopping the evaluation."""
+    try:
+        program.encode("utf-8")
+    except UnicodeEncodeError as e:
+        reason = f"not valid Unicode: {e.object[e.start]!r} at character {e.start} of the program is a lone surrogate"
+        return ExecResult("failed", None, None, 0.0, reason)
+    return None
 
 
 def write_results(out_dir: str | Path, records: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:

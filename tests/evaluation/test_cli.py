@@ -30,6 +30,21 @@ def test_scores_completions_made_elsewhere(tmp_path, capsys):
     assert len(rows) == 4 and json.loads(rows[3])["status"] == "failed"
 
 
+def test_a_completion_that_is_not_valid_unicode_fails_alone_and_the_rest_are_scored(tmp_path, caplog):
+    problems = humaneval_problems(limit=3)
+    completions = tmp_path / "samples.jsonl"
+    lines = [json.dumps({"task_id": p.task_id, "completion": p.reference}) for p in problems]
+    lines[1] = lines[1].replace('"completion": "', '"completion": "\\ud800', 1)  # a lone surrogate, JSON-escaped
+    completions.write_text("\n".join(lines) + "\n")
+    assert main(["humaneval", "--completions", str(completions), "--limit", "3", "--out", str(tmp_path / "out")]) == 0
+    summary = read_summary(tmp_path / "out")
+    assert summary["pass@1"] == pytest.approx(2 / 3) and summary["n_samples"] == 3
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["passed"] for r in rows] == [True, False, True]
+    assert rows[1]["completion"].startswith("\ud800") and "lone surrogate" in rows[1]["output"]
+    assert "HumanEval/1" in caplog.text and "lone surrogate" in caplog.text
+
+
 def test_bad_completions_file_is_one_clear_error(tmp_path, capsys):
     completions = tmp_path / "samples.jsonl"
     completions.write_text('{"task_id": "HumanEval/0", "completion": ""}\nnot json\n')
