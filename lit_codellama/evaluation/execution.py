@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from lit_codellama.evaluation.sandbox import SYSTEM_PATH, ExecResult, Limits, Sandbox
+from lit_codellama.errors import LitCodeLlamaError
+from lit_codellama.evaluation.sandbox import SYSTEM_PATH, Cancellation, ExecResult, Limits, RunCancelled, Sandbox
 
 JAVATUPLES = "/usr/share/java/javatuples.jar"  # MultiPL-E's Java prompts import org.javatuples
 # Build and run share one sandbox, so they share the wall clock; the CPU limit holds for each process (as
@@ -155,10 +156,17 @@ LANGUAGES: dict[str, Language] = {
 }
 
 
-def run_program(sandbox: Sandbox, source: str, language: str = "python", limits: Limits | None = None) -> ExecResult:
+class ExecutionInterrupted(LitCodeLlamaError):
+    """Ctrl-C while programs ran: the running ones were killed, the queued ones never started."""
+
+
+def run_program(
+    sandbox: Sandbox, source: str, language: str = "python", limits: Limits | None = None,
+    cancel: Cancellation | None = None,
+) -> ExecResult:
     """Build and run one program (its epilogue appended); `limits` replaces the language's defaults."""
     spec = LANGUAGES[language]
-    return sandbox.run(spec.command, {spec.filename: source + spec.epilogue}, limits or spec.limits)
+    return sandbox.run(spec.command, {spec.filename: source + spec.epilogue}, limits or spec.limits, cancel)
 
 
 def run_programs(
@@ -170,13 +178,22 @@ def run_programs(
     progress: bool = True,
     desc: str = "executing",
 ) -> list[ExecResult]:
-    """Run programs in parallel (one sandbox each), in order; `workers` defaults to the number of cores."""
+    """Run programs in parallel (one sandbox each), in order; `workers` defaults to the number of cores.
+    On Ctrl-C, kills the running programs, cancels the rest and raises ExecutionInterrupted within moments."""
     if language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}; known: {sorted(LANGUAGES)}")
     workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(sources), desc=desc, disable=not progress) as bar:
-        futures = [pool.submit(run_program, sandbox, source, language, limits) for source in sources]
+    with (Cancellation() as cancel, ThreadPoolExecutor(workers) as pool,
+          tqdm(total=len(sources), desc=desc, disable=not progress) as bar):
+        futures = [pool.submit(run_program, sandbox, source, language, limits, cancel) for source in sources]
         for future in futures:
             future.add_done_callback(lambda _: bar.update())
-        return [future.result() for future in futures]
+        try:
+            return [future.result() for future in futures]
+        except KeyboardInterrupt:
+            cancel.set()
+            pool.shutdown(cancel_futures=True)  # the running ones return (or raise RunCancelled) at once
+    finished = sum(f.done() and not f.cancelled() and not isinstance(f.exception(), RunCancelled) for f in futures)
+    raise ExecutionInterrupted(f"interrupted: {finished} of {len(sources)} programs had finished; the running ones "
+                               "were killed and the rest cancelled")
 

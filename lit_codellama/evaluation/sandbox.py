@@ -80,6 +80,34 @@ class SandboxUnavailableError(LitCodeLlamaError, RuntimeError):
     """The OS cannot isolate untrusted code and the weaker mode was not explicitly allowed."""
 
 
+class RunCancelled(Exception):
+    """The run's `Cancellation` was set: its program was killed, or never started."""
+
+
+class Cancellation:
+    """A flag that running programs wait on together with their own exit: once set (on Ctrl-C, say), each running
+    program is killed at once and no new one starts. A pipe, so that it can be waited on with select."""
+
+    def __init__(self):
+        self._read, self._write = os.pipe()
+
+    def set(self) -> None:
+        os.write(self._write, b"x")
+
+    def is_set(self) -> bool:
+        return _ready(self._read, 0)
+
+    def fileno(self) -> int:
+        return self._read
+
+    def __enter__(self) -> Cancellation:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-program limits. Where no cgroup can bound a program's memory, its worst case is
@@ -121,12 +149,18 @@ class Sandbox:
         self._mounts = _python_prefixes()
         self._seccomp = seccomp_filter(self._cgroups is None) if self.isolation.mode == "bwrap" else b""
 
-    def run(self, argv: Sequence[str], files: Mapping[str, str], limits: Limits = Limits()) -> ExecResult:
+    def run(
+        self, argv: Sequence[str], files: Mapping[str, str], limits: Limits = Limits(),
+        cancel: Cancellation | None = None,
+    ) -> ExecResult:
         """Run `argv` with `files` (name -> text) placed read-only in the input directory.
 
         `{input}` in argv stands for the input directory; the working directory is empty and writable.
         The program's stdin holds one line, this run's token: it passes when it exits 0 and prints the token.
+        Raises RunCancelled once `cancel` is set.
         """
+        if cancel is not None and cancel.is_set():
+            raise RunCancelled
         token = f"{secrets.token_hex(16)}\n".encode()
         with tempfile.TemporaryDirectory(prefix="lcl-sandbox-") as host_dir:
             host = Path(host_dir)
@@ -135,15 +169,17 @@ class Sandbox:
                 start = time.monotonic()
                 if self.isolation.mode == "bwrap":
                     with self._memory_cgroup(limits) as cgroup:
-                        code, timed_out = _run_bwrap(self._bwrap, self._mounts, self._seccomp, cgroup, argv,
-                                                     input_dir, output, limits, token)
+                        code, ending = _run_bwrap(self._bwrap, self._mounts, self._seccomp, cgroup, argv,
+                                                  input_dir, output, limits, token, cancel)
                 else:
-                    code, timed_out = _run_weak(argv, input_dir, host / "work", output, limits, token)
+                    code, ending = _run_weak(argv, input_dir, host / "work", output, limits, token, cancel)
                 duration = time.monotonic() - start
             output = (host / "output").read_bytes()  # at most file_mb
+        if ending == "cancelled":
+            raise RunCancelled
         finished = token in output
         text = output.replace(token, b"")[-limits.output_bytes:].decode("utf-8", errors="replace")
-        return _result(code, timed_out, duration, text, finished)
+        return _result(code, ending == "timeout", duration, text, finished)
 
     def _memory_cgroup(self, limits: Limits):
         if self._cgroups is None:
@@ -287,8 +323,10 @@ def _pipe_holding(data: bytes) -> int:
 
 
 def _run_bwrap(
-    bwrap: str, mounts, seccomp: bytes, cgroup: Path | None, argv, input_dir: Path, output, limits: Limits, token: bytes
-) -> tuple[int, bool]:
+    bwrap: str, mounts, seccomp: bytes, cgroup: Path | None, argv, input_dir: Path, output, limits: Limits,
+    token: bytes, cancel: Cancellation | None,
+) -> tuple[int, str]:
+    """The exit status and how the wait ended (see `_wait`)."""
     info_read, info_write = os.pipe()
     seccomp_fd, stdin = _pipe_holding(seccomp), _pipe_holding(token)
     command = _bwrap_command(bwrap, mounts, argv, input_dir, limits, info_write, seccomp_fd)
@@ -305,21 +343,21 @@ def _run_bwrap(
     with open(info_read, "rb") as info:
         init = _open_init(info.read())  # bwrap writes the JSON and closes the fd once the namespace exists
     if init is None:  # bwrap failed before creating its namespace: nothing else can be running
-        timed_out = not _exits_within(proc.pid, limits.wall_s)
-        if timed_out:
+        ending = _wait(proc.pid, limits.wall_s, cancel)
+        if ending != "exited":
             proc.kill()
-        return proc.wait(), timed_out
+        return proc.wait(), ending
     try:
-        timed_out = not _exits_within(proc.pid, limits.wall_s)
-        if timed_out:
+        ending = _wait(proc.pid, limits.wall_s, cancel)
+        if ending != "exited":
             _kill(init)
         code = proc.wait()
         # bwrap reports the program's exit before its init has died (of --die-with-parent); the init finishes
         # exiting only after the kernel has killed and reaped everything else in its PID namespace.
-        if not _pidfd_ready(init, 5.0):
+        if not _ready(init, 5.0):
             _kill(init)
-            _pidfd_ready(init, None)
-        return code, timed_out
+            _ready(init, None)
+        return code, ending
     finally:
         os.close(init)
 
@@ -332,18 +370,20 @@ def _open_init(info: bytes) -> int | None:
         return None
 
 
-def _exits_within(pid: int, seconds: float) -> bool:
+def _wait(pid: int, seconds: float, cancel: Cancellation | None) -> str:
     """Wait for child `pid` to exit, at most `seconds`, without reaping it (`Popen.wait(timeout)` polls with
-    sleeps of up to 50 ms, more than the whole sandbox costs a short program)."""
+    sleeps of up to 50 ms, more than the whole sandbox costs a short program): "exited", "timeout" or
+    "cancelled"."""
     pidfd = os.pidfd_open(pid)
     try:
-        return _pidfd_ready(pidfd, seconds)
+        ready = select.select([pidfd, *([cancel.fileno()] if cancel else [])], [], [], seconds)[0]
     finally:
         os.close(pidfd)
+    return "exited" if pidfd in ready else "cancelled" if ready else "timeout"
 
 
-def _pidfd_ready(pidfd: int, seconds: float | None) -> bool:
-    return bool(select.select([pidfd], [], [], seconds)[0])
+def _ready(fd: int, seconds: float | None) -> bool:
+    return bool(select.select([fd], [], [], seconds)[0])
 
 
 def _kill(pidfd: int) -> None:
@@ -381,7 +421,9 @@ def _bwrap_command(
     return [*args, "--", *_prlimit_args(limits), *drop_root, *program]
 
 
-def _run_weak(argv, input_dir: Path, work: Path, output, limits: Limits, token: bytes) -> tuple[int, bool]:
+def _run_weak(
+    argv, input_dir: Path, work: Path, output, limits: Limits, token: bytes, cancel: Cancellation | None
+) -> tuple[int, str]:
     work.mkdir()
     program = [arg.replace("{input}", str(input_dir)) for arg in argv]
     stdin = _pipe_holding(token)
@@ -392,10 +434,10 @@ def _run_weak(argv, input_dir: Path, work: Path, output, limits: Limits, token: 
         )
     finally:
         os.close(stdin)
-    timed_out = not _exits_within(proc.pid, limits.wall_s)
+    ending = _wait(proc.pid, limits.wall_s, cancel)
     with contextlib.suppress(ProcessLookupError):  # whatever is left in its session (a process that left it survives)
         os.killpg(proc.pid, signal.SIGKILL)
-    return proc.wait(), timed_out
+    return proc.wait(), ending
 
 
 def _system_dirs_args() -> list[str]:

@@ -22,17 +22,6 @@ def run(sandbox, source, **limits):
     return run_program(sandbox, source, limits=Limits(**limits) if limits else None)
 
 
-def host_processes_with(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:  # exited while we looked
-            pass
-    return pids
-
-
 def test_status_is_passed_failed_timeout_or_killed(sandbox):
     assert run(sandbox, "assert 1 + 1 == 2").status == "passed"
     failed = run(sandbox, "assert 1 + 1 == 3, 'arithmetic'")
@@ -172,7 +161,7 @@ def test_environment_is_scrubbed(sandbox, monkeypatch):
     assert "'PATH'" in result.output
 
 
-def test_processes_that_escape_with_setsid_are_killed_at_the_end(sandbox):
+def test_processes_that_escape_with_setsid_are_killed_at_the_end(sandbox, host_processes_with):
     marker = f"escapee-{uuid.uuid4().hex}"
     source = (
         "import os, signal, time, sys\n"
@@ -188,7 +177,7 @@ def test_processes_that_escape_with_setsid_are_killed_at_the_end(sandbox):
     assert host_processes_with(marker) == []
 
 
-def test_processes_are_killed_when_the_program_times_out(sandbox):
+def test_processes_are_killed_when_the_program_times_out(sandbox, host_processes_with):
     marker = f"hung-{uuid.uuid4().hex}"
     source = (
         "import os, sys, time\n"
@@ -227,7 +216,7 @@ def test_refuses_without_isolation_unless_both_flag_and_env_allow_weak_mode(monk
         Sandbox(bwrap="/nonexistent/bwrap")  # the env var alone is not enough either
 
 
-def test_weak_mode_still_limits_and_kills_its_session(monkeypatch):
+def test_weak_mode_still_limits_and_kills_its_session(monkeypatch, host_processes_with):
     monkeypatch.setenv(WEAK_ENV_VAR, "1")
     weak = Sandbox(bwrap="/nonexistent/bwrap", allow_weak=True)
     assert weak.isolation.mode == "weak"
