@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from lit_codellama.errors import LitCodeLlamaError
-from lit_codellama.evaluation.sandbox import SYSTEM_PATH, Cancellation, ExecResult, Limits, RunCancelled, Sandbox
+from lit_codellama.evaluation.sandbox import SYSTEM_PATH, Cancellation, ExecResult, Limits, Sandbox
 
 JAVATUPLES = "/usr/share/java/javatuples.jar"  # MultiPL-E's Java prompts import org.javatuples
 # Build and run share one sandbox, so they share the wall clock; the CPU limit holds for each process (as
@@ -157,7 +157,12 @@ LANGUAGES: dict[str, Language] = {
 
 
 class ExecutionInterrupted(LitCodeLlamaError):
-    """Ctrl-C while programs ran: the running ones were killed, the queued ones never started."""
+    """Ctrl-C while programs ran: the running ones were killed, the queued ones never started. `results` holds
+    each program's result, None for those that did not finish."""
+
+    def __init__(self, message: str, results: list[ExecResult | None]):
+        super().__init__(message)
+        self.results = results
 
 
 def run_program(
@@ -193,7 +198,8 @@ def run_programs(
         except KeyboardInterrupt:
             cancel.set()
             pool.shutdown(cancel_futures=True)  # the running ones return (or raise RunCancelled) at once
-    finished = sum(f.done() and not f.cancelled() and not isinstance(f.exception(), RunCancelled) for f in futures)
+    results = [f.result() if f.done() and not f.cancelled() and f.exception() is None else None for f in futures]
+    finished = sum(r is not None for r in results)
     raise ExecutionInterrupted(f"interrupted: {finished} of {len(sources)} programs had finished; the running ones "
-                               "were killed and the rest cancelled")
+                               "were killed and the rest cancelled", results)
 

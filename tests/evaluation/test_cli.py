@@ -52,18 +52,19 @@ def test_a_completion_that_is_not_valid_unicode_fails_alone_and_the_rest_are_sco
     assert "HumanEval/1" in caplog.text and "lone surrogate" in caplog.text
 
 
-def test_ctrl_c_kills_the_running_programs_cancels_the_queue_and_says_so(tmp_path, host_processes_with):
+def test_ctrl_c_kills_the_running_programs_cancels_the_queue_and_keeps_what_finished(tmp_path, host_processes_with):
     marker = f"hung-{uuid.uuid4().hex}"
     hang = ("    import os, sys\n"
             f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])\n")
-    completions = write_jsonl(tmp_path / "samples.jsonl",
-                              [{"task_id": p.task_id, "completion": hang} for p in humaneval_problems(limit=8)])
+    problems = humaneval_problems(limit=8)
+    completions = write_jsonl(tmp_path / "samples.jsonl", [{"task_id": p.task_id, "completion": p.reference if i < 2
+                                                            else hang} for i, p in enumerate(problems)])
     command = [sys.executable, "-m", "lit_codellama", "eval", "humaneval", "--completions", str(completions),
                "--limit", "8", "--timeout", "60", "--workers", "2", "--out", str(tmp_path / "out")]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        for _ in range(600):  # until the first two programs are running (importing the CLI takes a while)
+        for _ in range(600):  # until two hung programs run (importing the CLI takes a while)
             if len(host_processes_with(marker)) == 2:
                 break
             time.sleep(0.1)
@@ -75,8 +76,11 @@ def test_ctrl_c_kills_the_running_programs_cancels_the_queue_and_says_so(tmp_pat
         proc.kill()
     assert seconds < 10, seconds  # a loose bound: the running programs are killed, the queued ones never start
     assert proc.returncode == 2 and "Traceback" not in err
-    assert "error: interrupted: 0 of 8 programs had finished" in err, err
+    assert "error: interrupted: 2 of 8 programs had finished" in err, err
     assert host_processes_with(marker) == []
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [(r["task_id"], r["passed"]) for r in rows] == [(p.task_id, True) for p in problems[:2]]
+    assert not (tmp_path / "out" / "summary.json").exists()
 
 
 def test_bad_completions_file_is_one_clear_error(tmp_path, capsys):
