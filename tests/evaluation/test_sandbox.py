@@ -4,13 +4,23 @@ import ctypes
 import os
 import socket
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from lit_codellama.evaluation.execution import run_program
-from lit_codellama.evaluation.sandbox import WEAK_ENV_VAR, Limits, MemoryCgroups, Sandbox, SandboxUnavailableError
+from lit_codellama.evaluation.sandbox import (
+    WEAK_ENV_VAR,
+    Cancellation,
+    Limits,
+    MemoryCgroups,
+    RunCancelled,
+    Sandbox,
+    SandboxUnavailableError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +198,24 @@ def test_processes_are_killed_when_the_program_times_out(sandbox, host_processes
     )
     assert run(sandbox, source, wall_s=1).status == "timeout"
     assert host_processes_with(marker) == []
+
+
+def test_a_cancelled_run_is_killed_and_a_later_one_never_starts(sandbox, host_processes_with):
+    marker = f"cancelled-{uuid.uuid4().hex}"
+    source = ("import os, sys\n"
+              f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])")
+    with Cancellation() as cancel:
+        def cancel_once_running():
+            while not host_processes_with(marker):
+                time.sleep(0.05)
+            cancel.set()
+
+        threading.Thread(target=cancel_once_running, daemon=True).start()
+        with pytest.raises(RunCancelled):  # instead of a timeout after 60 s
+            run_program(sandbox, source, limits=Limits(wall_s=60, cpu_s=60), cancel=cancel)
+        assert host_processes_with(marker) == []
+        with pytest.raises(RunCancelled):
+            run_program(sandbox, "print('never runs')", cancel=cancel)
 
 
 def test_harness_survives_signals_aimed_at_it(sandbox):
