@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # bubblewrap: the execution sandbox; the rest: MultiPL-E toolchains (C++, Java, PHP, TypeScript, C#).
-APT_PACKAGES="bubblewrap g++ default-jdk-headless libjavatuples-java php-cli nodejs node-typescript mono-mcs"
+APT_PACKAGES="bubblewrap libseccomp2 g++ default-jdk-headless libjavatuples-java php-cli nodejs node-typescript mono-mcs"
 missing=$(for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then

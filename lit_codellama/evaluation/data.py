@@ -46,7 +46,8 @@ def read_jsonl(
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    # A lone surrogate (only possible inside a JSON string) is written as its JSON escape, "\\ud800".
+    with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 

@@ -1,4 +1,10 @@
-"""How each language's programs are built and run in the sandbox, and a parallel runner with a progress bar."""
+"""How each language's programs are built and run in the sandbox, and a parallel runner with a progress bar.
+
+Every program ends with its language's epilogue, which runs after the tests have returned and prints the line on
+stdin: the sandbox's one-time token, without which a run does not pass (see sandbox.py). Where tests run inside a
+`main` (C++, Java, C#), the epilogue's own entry point calls it. Where asserts can be switched off (Python's -O,
+C++'s NDEBUG, Java without -ea, C# without DEBUG), the epilogue prints nothing unless they are on.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from lit_codellama.evaluation.sandbox import SYSTEM_PATH, ExecResult, Limits, Sandbox
+from lit_codellama.errors import LitCodeLlamaError
+from lit_codellama.evaluation.sandbox import SYSTEM_PATH, Cancellation, ExecResult, Limits, Sandbox
 
 JAVATUPLES = "/usr/share/java/javatuples.jar"  # MultiPL-E's Java prompts import org.javatuples
 # Build and run share one sandbox, so they share the wall clock; the CPU limit holds for each process (as
@@ -26,6 +33,7 @@ class Language:
 
     `command` runs in an empty working directory; `{input}` is the read-only directory holding `filename`.
     `requires` are executables on the system PATH or absolute file paths; `install` says how to get them.
+    `epilogue` follows every program's tests and prints the token it reads from stdin.
     """
 
     name: str
@@ -33,8 +41,8 @@ class Language:
     command: tuple[str, ...]
     requires: tuple[str, ...]
     install: str
+    epilogue: str
     limits: Limits = field(default_factory=Limits)
-    failure_markers: tuple[str, ...] = ()
 
     def missing_toolchain(self) -> str | None:
         """What is not installed and how to install it, or None. The sandbox mounts only /usr and /etc (and the
@@ -52,44 +60,118 @@ def _sh(script: str) -> tuple[str, ...]:
     return ("/bin/sh", "-c", script)
 
 
+# fd 0 rather than sys.stdin, which the program may have replaced.
+PYTHON_EPILOGUE = """
+import os as __lcl_os
+try:
+    assert False  # gone under python -O, and then so is the token
+except AssertionError:
+    __lcl_os.write(1, __lcl_os.read(0, 64))
+"""
+# The tests' `main` is compiled as lcl_tests_main (-Dmain=...); falling off its end without a return is harmless
+# unoptimised (-O0, hence -Wno-return-type).
+CPP_EPILOGUE = """
+#undef main
+#include <cassert>
+#include <iostream>
+#include <string>
+int main() {
+    lcl_tests_main();
+    bool asserts_on = false;
+    assert((asserts_on = true));
+    std::string token;
+    if (asserts_on && std::getline(std::cin, token)) std::cout << token << std::endl;
+}
+"""
+JAVA_EPILOGUE = """
+class LclFinish {
+    public static void main(String[] args) throws Exception {
+        Problem.main(args);
+        boolean assertsOn = false;
+        assert assertsOn = true;
+        java.io.BufferedReader stdin = new java.io.BufferedReader(new java.io.InputStreamReader(System.in));
+        if (assertsOn) System.out.println(stdin.readLine());
+    }
+}
+"""
+# mono reports a failed Debug.Assert to the trace listeners and carries on: this listener ends the program instead.
+CS_EPILOGUE = """
+class LclFinish {
+    class ExitOnFail : System.Diagnostics.TraceListener {
+        public override void Write(string message) {}
+        public override void WriteLine(string message) {}
+        public override void Fail(string message, string detail) {
+            System.Console.Error.WriteLine("Debug.Assert failed: " + message + " " + detail);
+            System.Console.Error.WriteLine(System.Environment.StackTrace);
+            System.Environment.Exit(1);
+        }
+    }
+    static void Main(string[] args) {
+        System.Diagnostics.Debug.Listeners.Clear();
+        System.Diagnostics.Debug.Listeners.Add(new ExitOnFail());
+        Problem.Main(args);
+        bool assertsOn = false;
+        System.Diagnostics.Debug.Assert(assertsOn = true);
+        if (assertsOn) System.Console.WriteLine(System.Console.In.ReadLine());
+    }
+}
+"""
+PHP_EPILOGUE = "\necho fgets(STDIN);\n"
+TS_EPILOGUE = '\ndeclare var require: any;\nconsole.log(require("fs").readFileSync(0, "utf8").trim());\n'
+SH_EPILOGUE = '\nread -r __lcl_token && printf "%s\\n" "$__lcl_token"\n'
+
+
 LANGUAGES: dict[str, Language] = {
     language.name: language
     for language in (
         # -S: programs see the standard library only, so results do not depend on what the harness has installed.
-        Language("python", "main.py", (os.path.realpath(sys.executable), "-I", "-S", "{input}/main.py"), (), ""),
+        Language("python", "main.py", (os.path.realpath(sys.executable), "-I", "-S", "{input}/main.py"), (), "",
+                 PYTHON_EPILOGUE),
         Language(
-            "cpp", "main.cpp", _sh("g++ -std=c++17 -o main {input}/main.cpp && exec ./main"), ("g++",),
-            "apt-get install -y g++", Limits(**_COMPILED, memory_mb=4096),
+            "cpp", "main.cpp",
+            _sh("g++ -std=c++17 -Dmain=lcl_tests_main -Wno-return-type -o main {input}/main.cpp && exec ./main"),
+            ("g++",), "apt-get install -y g++", CPP_EPILOGUE, Limits(**_COMPILED, memory_mb=4096),
         ),
         Language(
             "java", "Problem.java",
             _sh(f"javac -J-Xmx512m -encoding UTF8 -cp {JAVATUPLES} -d . {{input}}/Problem.java "
-                f"&& exec java -Xmx1g -ea -cp .:{JAVATUPLES} Problem"),
+                f"&& exec java -Xmx1g -ea -cp .:{JAVATUPLES} LclFinish"),
             ("javac", "java", JAVATUPLES), "apt-get install -y default-jdk-headless libjavatuples-java",
-            Limits(**_COMPILED, memory_mb=None),
+            JAVA_EPILOGUE, Limits(**_COMPILED, memory_mb=None),
         ),
         Language("php", "main.php", ("php", "{input}/main.php"), ("php",), "apt-get install -y php-cli",
-                 Limits(memory_mb=4096)),
+                 PHP_EPILOGUE, Limits(memory_mb=4096)),
         Language(
             "ts", "main.ts", _sh("tsc --target esnext --outDir . {input}/main.ts && exec node main.js"),
-            ("tsc", "node"), "apt-get install -y node-typescript", Limits(**_COMPILED, memory_mb=4096),
+            ("tsc", "node"), "apt-get install -y node-typescript", TS_EPILOGUE, Limits(**_COMPILED, memory_mb=4096),
         ),
         Language(
             "cs", "main.cs",
-            _sh("mcs -d:DEBUG -r:System.Numerics.dll -out:main.exe {input}/main.cs "
-                "&& MONO_TRACE_LISTENER=Console.Error exec mono main.exe"),
-            ("mcs", "mono"), "apt-get install -y mono-mcs", Limits(**_COMPILED, memory_mb=4096),
-            failure_markers=("DefaultTraceListener.Fail", "Unhandled Exception"),  # mono exits 0 on a failed assert
+            _sh("mcs -d:DEBUG -main:LclFinish -r:System.Numerics.dll -out:main.exe {input}/main.cs "
+                "&& exec mono main.exe"),
+            ("mcs", "mono"), "apt-get install -y mono-mcs", CS_EPILOGUE, Limits(**_COMPILED, memory_mb=4096),
         ),
-        Language("sh", "main.sh", ("bash", "{input}/main.sh"), ("bash",), "apt-get install -y bash"),
+        Language("sh", "main.sh", ("bash", "{input}/main.sh"), ("bash",), "apt-get install -y bash", SH_EPILOGUE),
     )
 }
 
 
-def run_program(sandbox: Sandbox, source: str, language: str = "python", limits: Limits | None = None) -> ExecResult:
-    """Build and run one program; `limits` replaces the language's defaults."""
+class ExecutionInterrupted(LitCodeLlamaError):
+    """Ctrl-C while programs ran: the running ones were killed, the queued ones never started. `results` holds
+    each program's result, None for those that did not finish."""
+
+    def __init__(self, message: str, results: list[ExecResult | None]):
+        super().__init__(message)
+        self.results = results
+
+
+def run_program(
+    sandbox: Sandbox, source: str, language: str = "python", limits: Limits | None = None,
+    cancel: Cancellation | None = None,
+) -> ExecResult:
+    """Build and run one program (its epilogue appended); `limits` replaces the language's defaults."""
     spec = LANGUAGES[language]
-    return sandbox.run(spec.command, {spec.filename: source}, limits or spec.limits, spec.failure_markers)
+    return sandbox.run(spec.command, {spec.filename: source + spec.epilogue}, limits or spec.limits, cancel)
 
 
 def run_programs(
@@ -101,13 +183,23 @@ def run_programs(
     progress: bool = True,
     desc: str = "executing",
 ) -> list[ExecResult]:
-    """Run programs in parallel (one sandbox each), in order; `workers` defaults to the number of cores."""
+    """Run programs in parallel (one sandbox each), in order; `workers` defaults to the number of cores.
+    On Ctrl-C, kills the running programs, cancels the rest and raises ExecutionInterrupted within moments."""
     if language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}; known: {sorted(LANGUAGES)}")
     workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(sources), desc=desc, disable=not progress) as bar:
-        futures = [pool.submit(run_program, sandbox, source, language, limits) for source in sources]
+    with (Cancellation() as cancel, ThreadPoolExecutor(workers) as pool,
+          tqdm(total=len(sources), desc=desc, disable=not progress) as bar):
+        futures = [pool.submit(run_program, sandbox, source, language, limits, cancel) for source in sources]
         for future in futures:
             future.add_done_callback(lambda _: bar.update())
-        return [future.result() for future in futures]
+        try:
+            return [future.result() for future in futures]
+        except KeyboardInterrupt:
+            cancel.set()
+            pool.shutdown(cancel_futures=True)  # the running ones return (or raise RunCancelled) at once
+    results = [f.result() if f.done() and not f.cancelled() and f.exception() is None else None for f in futures]
+    finished = sum(r is not None for r in results)
+    raise ExecutionInterrupted(f"interrupted: {finished} of {len(sources)} programs had finished; the running ones "
+                               "were killed and the rest cancelled", results)
 

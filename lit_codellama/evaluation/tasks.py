@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from lit_codellama.evaluation.data import EvalInputError, read_jsonl, write_jsonl
-from lit_codellama.evaluation.execution import LANGUAGES, run_programs
+from lit_codellama.evaluation.execution import LANGUAGES, ExecutionInterrupted, run_programs
 from lit_codellama.evaluation.metrics import pass_at_k_table
-from lit_codellama.evaluation.sandbox import Sandbox
+from lit_codellama.evaluation.sandbox import ExecResult, Sandbox
 from lit_codellama.generate import SamplingConfig, complete, infill
 
 log = logging.getLogger(__name__)
@@ -140,18 +140,28 @@ def score_samples(
         limits = dataclasses.replace(limits, wall_s=timeout_s, cpu_s=math.ceil(timeout_s))
     start = time.monotonic()
     programs = [by_id[s.task_id].program(s.completion) for s in samples]
-    unique = list(dict.fromkeys(programs))
-    verdicts = dict(zip(unique, run_programs(sandbox, unique, language, limits, workers, progress, task), strict=True))
-    results = [verdicts[program] for program in programs]
+    verdicts = {program: _not_runnable(program) for program in programs}
+    for sample, program in zip(samples, programs, strict=True):
+        if verdicts[program] is not None:
+            log.warning("%s: a sample of %s fails without running: %s", task, sample.task_id, verdicts[program].output)
+    unique = [program for program, verdict in verdicts.items() if verdict is None]
+    try:
+        verdicts.update(zip(unique, run_programs(sandbox, unique, language, limits, workers, progress, task),
+                            strict=True))
+    except ExecutionInterrupted as e:
+        if out_dir is None:
+            raise
+        verdicts.update(zip(unique, e.results, strict=True))
+        records = _records(samples, [verdicts[program] for program in programs])
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_jsonl(Path(out_dir) / "results.jsonl", records)
+        raise ExecutionInterrupted(f"{e}; the {len(records)} samples scored so far are in "
+                                   f"{Path(out_dir) / 'results.jsonl'} (no summary.json)", e.results) from None
+    records = _records(samples, [verdicts[program] for program in programs])
     execution_s = time.monotonic() - start
-
     per_task: dict[str, list[bool]] = defaultdict(list)
-    records = []
-    for sample, result in zip(samples, results, strict=True):
-        completion_id = len(per_task[sample.task_id])
-        per_task[sample.task_id].append(result.status == "passed")
-        records.append({"task_id": sample.task_id, "completion_id": completion_id, "completion": sample.completion,
-                        "passed": result.status == "passed", **asdict(result)})
+    for record in records:
+        per_task[record["task_id"]].append(record["passed"])
     summary = {
         "task": task,
         **pass_at_k_table([(len(v), sum(v)) for v in per_task.values()], ks),
@@ -170,6 +180,29 @@ def score_samples(
     if out_dir is not None:
         write_results(out_dir, records, summary)
     return summary
+
+
+def _records(samples: Sequence[Sample], results: Sequence[ExecResult | None]) -> list[dict[str, Any]]:
+    """One results.jsonl row per sample that has a result; `completion_id` counts each task's samples."""
+    counts: Counter = Counter()
+    records = []
+    for sample, result in zip(samples, results, strict=True):
+        completion_id, counts[sample.task_id] = counts[sample.task_id], counts[sample.task_id] + 1
+        if result is not None:
+            records.append({"task_id": sample.task_id, "completion_id": completion_id, "completion": sample.completion,
+                            "passed": result.status == "passed", **asdict(result)})
+    return records
+
+
+def _not_runnable(program: str) -> ExecResult | None:
+    """A failed result for a program that cannot be written as UTF-8 (a lone surrogate, e.g. from a JSON "\\ud800"
+    escape in a completions file), or None: one such sample fails on its own instead of stopping the evaluation."""
+    try:
+        program.encode("utf-8")
+    except UnicodeEncodeError as e:
+        reason = f"not valid Unicode: {e.object[e.start]!r} at character {e.start} of the program is a lone surrogate"
+        return ExecResult("failed", None, None, 0.0, reason)
+    return None
 
 
 def write_results(out_dir: str | Path, records: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ import ast
 import dataclasses
 import json
 import re
-import secrets
 import sys
 import time
 from collections import Counter
@@ -177,10 +176,10 @@ def deduplicate(questions: Sequence[str], threshold: float, shingle_size: int, n
 # ---------------------------------------------------------------------------------------------------------- filter
 
 
-def test_program(solution: str, tests: Sequence[str], nonce: str) -> str:
-    """The solution, its tests, then a nonce printed only when every test ran: a solution that exits early with
-    status 0 (`sys.exit()`, `os._exit(0)`) does not pass."""
-    return f"{solution}\n\n" + "\n".join(tests) + f"\n\nprint({nonce!r})\n"
+def test_program(solution: str, tests: Sequence[str]) -> str:
+    """The solution, then its tests. (A solution that exits early with status 0 does not pass: the sandbox's
+    token, printed after the tests, is missing.)"""
+    return f"{solution}\n\n" + "\n".join(tests) + "\n"
 
 
 def first_passing(
@@ -204,13 +203,11 @@ def first_passing(
         pending = [i for i, c in enumerate(chosen) if c is None and k < len(solutions[i])]
         if not pending:
             break
-        nonces = [secrets.token_hex(16) for _ in pending]
-        programs = [test_program(solutions[i][k], tests[i], n) for i, n in zip(pending, nonces)]
+        programs = [test_program(solutions[i][k], tests[i]) for i in pending]
         results = run_programs(sandbox, programs, "python", limits, workers, progress, desc=f"filter {k + 1}/{rounds}")
-        for i, nonce, result in zip(pending, nonces, results):
-            passed = result.status == "passed" and result.output.rstrip().endswith(nonce)
-            outcomes["exited_early" if result.status == "passed" and not passed else result.status] += 1
-            if passed:
+        for i, result in zip(pending, results):
+            outcomes[result.status] += 1
+            if result.status == "passed":
                 chosen[i] = k
     return chosen, outcomes
 

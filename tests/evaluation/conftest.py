@@ -31,3 +31,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _host_processes_with(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:  # exited while we looked
+            pass
+    return pids
+
+
+@pytest.fixture
+def host_processes_with():
+    """The pids of this machine's processes whose command line contains a marker (to find sandbox escapees)."""
+    return _host_processes_with

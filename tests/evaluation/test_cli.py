@@ -1,6 +1,13 @@
 """`python -m lit_codellama eval ...` end to end, on completions files and on a tiny checkpoint."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +35,52 @@ def test_scores_completions_made_elsewhere(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["pass@1"] == 0.75
     rows = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
     assert len(rows) == 4 and json.loads(rows[3])["status"] == "failed"
+
+
+def test_a_completion_that_is_not_valid_unicode_fails_alone_and_the_rest_are_scored(tmp_path, caplog):
+    problems = humaneval_problems(limit=3)
+    completions = tmp_path / "samples.jsonl"
+    lines = [json.dumps({"task_id": p.task_id, "completion": p.reference}) for p in problems]
+    lines[1] = lines[1].replace('"completion": "', '"completion": "\\ud800', 1)  # a lone surrogate, JSON-escaped
+    completions.write_text("\n".join(lines) + "\n")
+    assert main(["humaneval", "--completions", str(completions), "--limit", "3", "--out", str(tmp_path / "out")]) == 0
+    summary = read_summary(tmp_path / "out")
+    assert summary["pass@1"] == pytest.approx(2 / 3) and summary["n_samples"] == 3
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["passed"] for r in rows] == [True, False, True]
+    assert rows[1]["completion"].startswith("\ud800") and "lone surrogate" in rows[1]["output"]
+    assert "HumanEval/1" in caplog.text and "lone surrogate" in caplog.text
+
+
+def test_ctrl_c_kills_the_running_programs_cancels_the_queue_and_keeps_what_finished(tmp_path, host_processes_with):
+    marker = f"hung-{uuid.uuid4().hex}"
+    hang = ("    import os, sys\n"
+            f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])\n")
+    problems = humaneval_problems(limit=8)
+    completions = write_jsonl(tmp_path / "samples.jsonl", [{"task_id": p.task_id, "completion": p.reference if i < 2
+                                                            else hang} for i, p in enumerate(problems)])
+    command = [sys.executable, "-m", "lit_codellama", "eval", "humaneval", "--completions", str(completions),
+               "--limit", "8", "--timeout", "60", "--workers", "2", "--out", str(tmp_path / "out")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(600):  # until two hung programs run (importing the CLI takes a while)
+            if len(host_processes_with(marker)) == 2:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=60)  # the queue would take 4 minutes
+        seconds = time.monotonic() - start
+    finally:
+        proc.kill()
+    assert seconds < 10, seconds  # a loose bound: the running programs are killed, the queued ones never start
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert "error: interrupted: 2 of 8 programs had finished" in err, err
+    assert host_processes_with(marker) == []
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [(r["task_id"], r["passed"]) for r in rows] == [(p.task_id, True) for p in problems[:2]]
+    assert not (tmp_path / "out" / "summary.json").exists()
 
 
 def test_bad_completions_file_is_one_clear_error(tmp_path, capsys):

@@ -55,6 +55,33 @@ def test_empty_and_wrong_completions_score_about_zero():
     assert holes["pass@1"] <= 0.1  # deleting a line rarely keeps the tests passing
 
 
+# Ways for a wrong completion to end the program with status 0 before (or instead of) its tests.
+EARLY_EXITS = {
+    "os._exit": "import os\nos._exit(0)\n",
+    "SystemExit": "raise SystemExit(0)\n",
+    "sys.exit": "import sys\nsys.exit(0)\n",
+    "atexit": "import atexit, os\natexit.register(os._exit, 0)\n",  # the tests fail, then the status is set to 0
+    "asserts stripped": "import os, sys\nif not sys.flags.optimize:\n"
+                        "    os.execv(sys.executable, [sys.executable, '-O', *sys.argv])\n",
+}
+
+
+@pytest.mark.parametrize("trick", EARLY_EXITS)
+def test_a_wrong_completion_that_ends_the_program_early_fails(trick):
+    problems = humaneval_problems(limit=1)
+    wrong = Sample(problems[0].task_id, "    return True\n" + EARLY_EXITS[trick])
+    summary = score_samples("humaneval", problems, [wrong], ks=(1,), progress=False)
+    assert summary["status_counts"] == {"exited_early": 1} and summary["pass@1"] == 0.0
+
+
+def test_an_infilled_middle_that_exits_when_called_fails():
+    middles = infilling_problems("single-line", limit=7)
+    assert middles[6].reference == "    return False\n"
+    summary = score_samples("single-line", middles, [Sample(middles[6].task_id, "    import os; os._exit(0)\n")],
+                            ks=(1,), progress=False)
+    assert summary["status_counts"] == {"exited_early": 1}
+
+
 def test_results_and_summary_files(tmp_path):
     problems = humaneval_problems(limit=3)
     samples = [*canonical(problems), Sample(problems[0].task_id, "    return 42\n")]

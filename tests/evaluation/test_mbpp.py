@@ -83,3 +83,10 @@ def test_unreachable_hub_says_where_to_put_a_local_copy(monkeypatch):
     expected = r"cannot load google-research-datasets/mbpp .*download mbpp.jsonl .*--data PATH"
     with pytest.raises(EvalInputError, match=expected):
         mbpp_problems()
+
+
+def test_a_solution_that_exits_before_the_asserts_fails(mbpp_file):
+    problems = mbpp_problems(mbpp_file)
+    early = Sample("Mbpp/11", "def reverse(s):\n  return s\nimport os\nos._exit(0)")
+    summary = score_samples("mbpp", problems, [early], ks=(1,), progress=False)
+    assert summary["status_counts"] == {"exited_early": 1}

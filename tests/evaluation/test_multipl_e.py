@@ -1,5 +1,6 @@
 """MultiPL-E: each paper language's toolchain builds and runs small hand-written problems in the sandbox."""
 
+import dataclasses
 import json
 
 import pytest
@@ -75,6 +76,43 @@ def test_right_program_passes_and_wrong_one_fails(language, tmp_path):
     assert summary["pass@1"] == 0.5 and summary["pass@2"] == 1.0
 
 
+# A wrong completion per language that ends the program with status 0 before its tests have finished.
+EARLY_EXITS = {
+    "cpp": "    return x - y;\n}\n#include <cstdlib>\nstatic int bye = (std::exit(0), 0);  // before main\n"
+           "long unused() {\n    return 0;",
+    "java": "        System.exit(0); return null;",
+    "php": "    exit(0);",
+    "ts": "    (globalThis as any).process.exit(0); return 0;",
+    "cs": "        System.Environment.Exit(0); return 0;",
+    "sh": "    echo 0\n}\nexit 0\nunused() {\n    :",  # in add, `exit` would leave only its $(...) subshell
+}
+
+
+def score_one(tmp_path, language, completion, tests=None):
+    [problem] = multipl_e_problems(language, write_problems(tmp_path, language))
+    if tests is not None:
+        problem = dataclasses.replace(problem, tests=tests)
+    return score_samples(f"multipl-e-{language}", [problem], [Sample(problem.task_id, completion)], ks=(1,),
+                         progress=False)
+
+
+@pytest.mark.parametrize("language", PAPER_LANGUAGES)
+def test_a_program_that_exits_before_its_tests_finish_fails(language, tmp_path):
+    assert score_one(tmp_path, language, EARLY_EXITS[language])["status_counts"] == {"exited_early": 1}
+
+
+def test_cs_a_failed_debug_assert_fails_however_much_is_printed_after_it(tmp_path):
+    prompt, tests, *_ = PROBLEMS["cs"]
+    tests = tests.replace("== (5L));\n", "== (5L));\n    Console.Write(new string('x', 5000));\n")
+    assert "Console.Write(" in tests
+    assert score_one(tmp_path, "cs", "        return x * y;", tests)["status_counts"] == {"failed": 1}
+
+
+def test_cs_a_right_program_may_print_anything(tmp_path):
+    right = '        Console.WriteLine("Unhandled Exception: DefaultTraceListener.Fail"); return x + y;'
+    assert score_one(tmp_path, "cs", right)["status_counts"] == {"passed": 1}
+
+
 def test_compile_error_is_a_failure(tmp_path):
     [problem] = multipl_e_problems("cpp", write_problems(tmp_path, "cpp"))
     summary = score_samples("multipl-e-cpp", [problem], [Sample(problem.task_id, "    return x +;")], progress=False)
@@ -82,7 +120,7 @@ def test_compile_error_is_a_failure(tmp_path):
 
 
 def test_missing_toolchain_is_skipped_with_install_advice_not_counted(monkeypatch, tmp_path):
-    absent = Language("sh", "main.sh", ("nosh", "{input}/main.sh"), ("nosh",), "apt-get install -y nosh")
+    absent = Language("sh", "main.sh", ("nosh", "{input}/main.sh"), ("nosh",), "apt-get install -y nosh", "")
     monkeypatch.setitem(LANGUAGES, "sh", absent)
     assert absent.missing_toolchain() == "nosh not found; install with `apt-get install -y nosh`"
     # The model is never asked for a skipped language, so none is needed here.

@@ -1,15 +1,26 @@
 """The sandbox against hostile programs: each test is one way a model-written program could do harm."""
 
+import ctypes
 import os
 import socket
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from lit_codellama.evaluation.execution import run_program
-from lit_codellama.evaluation.sandbox import WEAK_ENV_VAR, Limits, Sandbox, SandboxUnavailableError
+from lit_codellama.evaluation.sandbox import (
+    WEAK_ENV_VAR,
+    Cancellation,
+    Limits,
+    MemoryCgroups,
+    RunCancelled,
+    Sandbox,
+    SandboxUnavailableError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,17 +32,6 @@ def run(sandbox, source, **limits):
     return run_program(sandbox, source, limits=Limits(**limits) if limits else None)
 
 
-def host_processes_with(marker: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:  # exited while we looked
-            pass
-    return pids
-
-
 def test_status_is_passed_failed_timeout_or_killed(sandbox):
     assert run(sandbox, "assert 1 + 1 == 2").status == "passed"
     failed = run(sandbox, "assert 1 + 1 == 3, 'arithmetic'")
@@ -41,6 +41,15 @@ def test_status_is_passed_failed_timeout_or_killed(sandbox):
     assert (crashed.status, crashed.signal) == ("failed", "SIGSEGV")
     killed = run(sandbox, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     assert (killed.status, killed.signal) == ("killed", "SIGKILL")
+
+
+def test_a_run_passes_only_with_its_own_fresh_token(sandbox):
+    leaked = run(sandbox, "import os; print(os.read(0, 64)[::-1])")  # reads the token before the epilogue can
+    assert leaked.status == "exited_early"
+    token = eval(leaked.output)[::-1].decode().strip()
+    assert len(token) == 32
+    replay = run(sandbox, f"print({token!r})\nimport os\nos._exit(0)")
+    assert replay.status == "exited_early"
 
 
 def test_cpu_limit_stops_a_busy_loop(sandbox):
@@ -162,7 +171,7 @@ def test_environment_is_scrubbed(sandbox, monkeypatch):
     assert "'PATH'" in result.output
 
 
-def test_processes_that_escape_with_setsid_are_killed_at_the_end(sandbox):
+def test_processes_that_escape_with_setsid_are_killed_at_the_end(sandbox, host_processes_with):
     marker = f"escapee-{uuid.uuid4().hex}"
     source = (
         "import os, signal, time, sys\n"
@@ -178,7 +187,7 @@ def test_processes_that_escape_with_setsid_are_killed_at_the_end(sandbox):
     assert host_processes_with(marker) == []
 
 
-def test_processes_are_killed_when_the_program_times_out(sandbox):
+def test_processes_are_killed_when_the_program_times_out(sandbox, host_processes_with):
     marker = f"hung-{uuid.uuid4().hex}"
     source = (
         "import os, sys, time\n"
@@ -189,6 +198,24 @@ def test_processes_are_killed_when_the_program_times_out(sandbox):
     )
     assert run(sandbox, source, wall_s=1).status == "timeout"
     assert host_processes_with(marker) == []
+
+
+def test_a_cancelled_run_is_killed_and_a_later_one_never_starts(sandbox, host_processes_with):
+    marker = f"cancelled-{uuid.uuid4().hex}"
+    source = ("import os, sys\n"
+              f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])")
+    with Cancellation() as cancel:
+        def cancel_once_running():
+            while not host_processes_with(marker):
+                time.sleep(0.05)
+            cancel.set()
+
+        threading.Thread(target=cancel_once_running, daemon=True).start()
+        with pytest.raises(RunCancelled):  # instead of a timeout after 60 s
+            run_program(sandbox, source, limits=Limits(wall_s=60, cpu_s=60), cancel=cancel)
+        assert host_processes_with(marker) == []
+        with pytest.raises(RunCancelled):
+            run_program(sandbox, "print('never runs')", cancel=cancel)
 
 
 def test_harness_survives_signals_aimed_at_it(sandbox):
@@ -217,7 +244,7 @@ def test_refuses_without_isolation_unless_both_flag_and_env_allow_weak_mode(monk
         Sandbox(bwrap="/nonexistent/bwrap")  # the env var alone is not enough either
 
 
-def test_weak_mode_still_limits_and_kills_its_session(monkeypatch):
+def test_weak_mode_still_limits_and_kills_its_session(monkeypatch, host_processes_with):
     monkeypatch.setenv(WEAK_ENV_VAR, "1")
     weak = Sandbox(bwrap="/nonexistent/bwrap", allow_weak=True)
     assert weak.isolation.mode == "weak"
@@ -238,3 +265,77 @@ def test_weak_mode_still_limits_and_kills_its_session(monkeypatch):
 def test_interpreter_is_the_harness_python(sandbox):
     result = run(sandbox, "import sys; print(sys.version)")
     assert result.output.strip() == sys.version
+
+
+# The kernel interfaces below are not namespaced or not bounded by the rlimits: each test is one way around them.
+LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+KEYCTL, ADD_KEY = {"x86_64": (250, 248), "aarch64": (219, 217)}[os.uname().machine]  # system call numbers
+
+
+def syscall(*args):
+    """libc's syscall() with every number passed as a long, as the kernel reads them."""
+    return ctypes.CDLL(None, use_errno=True).syscall(*(ctypes.c_long(a) if isinstance(a, int) else a for a in args))
+
+
+def test_nested_user_namespaces_are_denied_so_no_tmpfs_can_be_mounted_past_the_cap(sandbox):
+    source = LIBC + (
+        "uid, gid = os.getuid(), os.getgid()\n"
+        "if libc.unshare(0x10000000 | 0x00020000) != 0:\n"  # CLONE_NEWUSER | CLONE_NEWNS
+        "    raise SystemExit('unshare: ' + os.strerror(ctypes.get_errno()))\n"
+        "open('/proc/self/setgroups', 'w').write('deny')\n"
+        "open('/proc/self/uid_map', 'w').write(f'0 {uid} 1')\n"  # root of the new namespace, to own files
+        "open('/proc/self/gid_map', 'w').write(f'0 {gid} 1')\n"
+        "if libc.mount(b'none', b'/tmp', b'tmpfs', 0, b'size=1g') != 0:\n"
+        "    raise SystemExit('mount: ' + os.strerror(ctypes.get_errno()))\n"
+        "for i in range(16):\n"
+        "    open(f'/tmp/f{i}', 'wb').write(b'x' * (1 << 20))\n"
+        "print('wrote 16 MB in a 4 MB sandbox')\n"
+    )
+    result = run(sandbox, source, tmpfs_mb=4)
+    assert "wrote" not in result.output and "unshare: Operation not permitted" in result.output, result.output
+
+
+def test_memfd_memory_is_bounded(sandbox):
+    source = (
+        "import os\n"
+        "fds = [os.memfd_create('pinned') for _ in range(64)]\n"  # files of 8 MB each: under the file size limit
+        "for fd in fds:\n"
+        "    os.write(fd, b'x' * (8 << 20))\n"
+        "print('pinned', sum(os.fstat(fd).st_size for fd in fds) >> 20, 'MB')\n"
+    )
+    result = run(sandbox, source, memory_mb=256, total_memory_mb=384)  # 512 MB in memfd pages, not in any mapping
+    assert result.status in ("failed", "killed") and "pinned" not in result.output, result
+
+
+def test_without_a_memory_cgroup_memfd_and_shared_memory_are_denied(monkeypatch):
+    monkeypatch.setattr(MemoryCgroups, "find", staticmethod(lambda: None))
+    sandbox = Sandbox()
+    detail = sandbox.isolation.detail
+    assert "RLIMIT_AS" in detail and "memfd_create and SysV shm are denied" in detail
+    memfd = run(sandbox, "import os; os.memfd_create('pinned')")
+    assert memfd.status == "failed" and "PermissionError" in memfd.output
+    shm = run(sandbox, LIBC + "assert libc.shmget(0, 1 << 20, 0o1600) == -1 and ctypes.get_errno() == 1\n")  # EPERM
+    assert shm.status == "passed", shm.output
+    assert run(sandbox, "print('still runs')").status == "passed"
+
+
+def test_the_harness_session_keyring_is_out_of_reach(sandbox):
+    assert syscall(KEYCTL, 1, 0) > 0  # KEYCTL_JOIN_SESSION_KEYRING: a fresh anonymous session keyring for this process
+    description, payload = f"lcl-{uuid.uuid4().hex}".encode(), b"harness secret"
+    key = syscall(ADD_KEY, b"user", description, payload, len(payload), -3)  # -3: KEY_SPEC_SESSION_KEYRING
+    assert key > 0, os.strerror(ctypes.get_errno())
+    source = LIBC + (
+        "L = ctypes.c_long\n"
+        f"key = libc.syscall(L({KEYCTL}), L(10), L(-3), b'user', {description!r}, L(0))\n"  # KEYCTL_SEARCH
+        "if key < 0:\n"
+        "    raise SystemExit('keyctl: ' + os.strerror(ctypes.get_errno()))\n"
+        "buffer = ctypes.create_string_buffer(64)\n"
+        f"n = libc.syscall(L({KEYCTL}), L(11), L(key), buffer, L(64))\n"  # KEYCTL_READ
+        "print('read', buffer.raw[:n])\n"
+        f"libc.syscall(L({KEYCTL}), L(2), L(key), b'overwritten', L(11))\n"  # KEYCTL_UPDATE
+    )
+    result = run(sandbox, source)
+    assert "harness secret" not in result.output and "keyctl: Operation not permitted" in result.output, result.output
+    buffer = ctypes.create_string_buffer(64)
+    n = syscall(KEYCTL, 11, key, buffer, 64)  # KEYCTL_READ
+    assert buffer.raw[:n] == payload  # the harness's key is unchanged
