@@ -15,7 +15,7 @@ COMMANDS = {
     "eval": ("lit_codellama.evaluation.cli", "HumanEval, MBPP, MultiPL-E, infilling, perplexity, long context"),
     "generate": ("lit_codellama.generate", "generate or infill from a checkpoint"),
     "tokenizer": ("lit_codellama.tokenizer", "train or inspect a sentencepiece tokenizer"),
-    "convert": ("lit_codellama.checkpoint", "convert between Hugging Face and lit_codellama checkpoints"),
+    "convert": ("lit_codellama.convert", "convert a checkpoint to our format or to a Hugging Face directory"),
     "self-instruct": ("lit_codellama.instruct.self_instruct", "self-instruct data with execution feedback"),
 }
 
