@@ -4,6 +4,7 @@ import json
 import random
 import shutil
 import sysconfig
+import types
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lit_codellama.checkpoint import load_model
 from lit_codellama.cli import main
-from lit_codellama.generate import complete, generate
+from lit_codellama.config import ModelConfig
+from lit_codellama.convert import export_hf
+from lit_codellama.fim import infilling_prompt
+from lit_codellama.generate import complete, generate, infill
+from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
 from lit_codellama.training.cli import train
 
@@ -140,3 +145,56 @@ def test_generate_finds_the_tokenizer_of_a_mid_training_checkpoint(run_dir, caps
     assert main(["generate", "--checkpoint", str(run_dir / "checkpoints" / "step=6.ckpt"), "--prompt", "def f",
                  "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.startswith("def f")
+
+
+@pytest.fixture(scope="module")
+def readme_recipe(exported) -> dict:
+    """The README's "Infilling with transformers" code, run against the exported model: its functions."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Infilling with transformers") :]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start : section.index("\n```", start)]
+    assert '"runs/code-small/hf"' in code
+    namespace: dict = {}
+    exec(code.replace('"runs/code-small/hf"', repr(str(exported))), namespace)  # noqa: S102 (our own README)
+    return namespace
+
+
+def _prefix_suffix_cuts(n: int, seed: int = 1) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    cuts = []
+    for text in _random_cuts(n, seed):
+        i, j = sorted(rng.randrange(len(text) + 1) for _ in range(2))
+        cuts.append((text[:i], text[j:]))
+    return cuts
+
+
+@pytest.mark.parametrize("suffix_first", [False, True], ids=["psm", "spm"])
+def test_readme_infilling_recipe_builds_our_prompt_ids(run_dir, readme_recipe, suffix_first):
+    tok = Tokenizer(run_dir / "model" / "tokenizer.model")
+    cuts = _prefix_suffix_cuts(300)
+    assert sum(s[:1].isspace() for _, s in cuts) > 30  # suffixes that start with a space or newline are covered
+    for prefix, suffix in cuts:
+        expected = infilling_prompt(tok, prefix, suffix, suffix_first=suffix_first)
+        assert readme_recipe["infilling_prompt"](prefix, suffix, suffix_first) == expected, (prefix, suffix)
+
+
+@pytest.mark.parametrize("suffix_first", [False, True], ids=["psm", "spm"])
+def test_readme_infill_through_transformers_equals_ours(run_dir, readme_recipe, tmp_path, suffix_first):
+    # A freshly initialised model: the trained one ends every middle at once with EOT, which would compare nothing.
+    # Its byte pieces' output rows are zeroed (logit 0 is never the largest of ~1000), so that no middle holds broken
+    # UTF-8, which sentencepiece and tokenizers decode differently ("J\xff" -> "J�" and "��").
+    tok = Tokenizer(run_dir / "model" / "tokenizer.model")
+    torch.manual_seed(0)
+    model = Llama(ModelConfig.from_name("cl-1m", vocab_size=tok.vocab_size)).eval()
+    with torch.no_grad():
+        model.output.weight[[i for i in range(tok.vocab_size) if tok.processor.is_byte(i)]] = 0.0
+    export_hf(model, tok, tmp_path)
+    recipe = {**readme_recipe, "model": AutoModelForCausalLM.from_pretrained(tmp_path).eval()}
+    infill_via_transformers = types.FunctionType(readme_recipe["infill"].__code__, recipe)
+    middles = []
+    for prefix, suffix in [("def f(x):\n    ", "\n    return y\n"), *_prefix_suffix_cuts(4, seed=2)]:
+        [ours] = infill(model, tok, [prefix], [suffix], suffix_first=suffix_first, max_new_tokens=16)
+        assert infill_via_transformers(prefix, suffix, suffix_first, max_new_tokens=16) == ours
+        middles.append(ours)
+    assert sum(bool(m.strip()) for m in middles) >= 3  # the comparison is not between empty middles
