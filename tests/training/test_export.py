@@ -17,7 +17,7 @@ from lit_codellama.cli import main
 from lit_codellama.config import ModelConfig
 from lit_codellama.convert import export_hf
 from lit_codellama.fim import infilling_prompt
-from lit_codellama.generate import complete, generate, infill
+from lit_codellama.generate import SamplingConfig, complete, generate, infill
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
 from lit_codellama.training.cli import train
@@ -104,7 +104,7 @@ def test_exported_model_generates_our_greedy_output_through_transformers(run_dir
             output = model.generate(**inputs, max_new_tokens=24, do_sample=False)
         new = output[0, inputs.input_ids.shape[1] :].tolist()
         assert new[: len(ours_ids)] == ours_ids and new[len(ours_ids) :] in ([], [ours_tok.eos_id]), prompt
-        [ours_text] = complete(ours_model, ours_tok, [prompt], max_new_tokens=24)
+        [ours_text] = complete(ours_model, ours_tok, [prompt], SamplingConfig(max_new_tokens=24))
         assert tok.decode(new[: len(ours_ids)]) == ours_text, prompt  # EOS ends both; neither decodes it
 
 
@@ -194,7 +194,7 @@ def test_readme_infill_through_transformers_equals_ours(run_dir, readme_recipe, 
     infill_via_transformers = types.FunctionType(readme_recipe["infill"].__code__, recipe)
     middles = []
     for prefix, suffix in [("def f(x):\n    ", "\n    return y\n"), *_prefix_suffix_cuts(4, seed=2)]:
-        [ours] = infill(model, tok, [prefix], [suffix], suffix_first=suffix_first, max_new_tokens=16)
+        [ours] = infill(model, tok, [prefix], [suffix], suffix_first, SamplingConfig(max_new_tokens=16))
         assert infill_via_transformers(prefix, suffix, suffix_first, max_new_tokens=16) == ours
         middles.append(ours)
     assert sum(bool(m.strip()) for m in middles) >= 3  # the comparison is not between empty middles
