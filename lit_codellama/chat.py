@@ -11,13 +11,15 @@ prompt; the ids are Meta's, because a stripped answer starts a new sentencepiece
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TypedDict
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TextIO, TypedDict
 
 import torch
 
 from lit_codellama.errors import LitCodeLlamaError
-from lit_codellama.generate import SamplingConfig, generate
+from lit_codellama.generate import SamplingConfig, add_model_arguments, generate, load_from_args
 from lit_codellama.loss import IGNORE_INDEX
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
@@ -109,3 +111,73 @@ def chat(
     s, generator = sampling, generator or sampling.generator(model.output.weight.device)
     outputs = generate(model, prompts, s.max_new_tokens, s.temperature, s.top_p, (tok.eos_id,), generator=generator)
     return [tok.decode(ids).strip() for ids in outputs]
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+
+class _Stream:
+    """Writes an answer to `out` while it is generated: `generate` calls it after each new token (as `should_stop`;
+    it never stops). It writes what `chat` returns, stripped: whitespace waits until text follows it, and an
+    incomplete UTF-8 sequence (decoded as U+FFFD) until its last byte."""
+
+    def __init__(self, tok: Tokenizer, out: TextIO) -> None:
+        self.tok, self.out, self.written = tok, out, ""
+
+    def __call__(self, tokens: list[int]) -> bool:
+        text = self.tok.decode(tokens).strip()
+        if not text.endswith("\ufffd"):
+            self._write(text)
+        return False
+
+    def finish(self, tokens: list[int]) -> str:
+        answer = self.tok.decode(tokens).strip()
+        self._write(answer)
+        self.out.write("\n")
+        self.out.flush()
+        return answer
+
+    def _write(self, text: str) -> None:
+        if text.startswith(self.written) and len(text) > len(self.written):
+            self.out.write(text[len(self.written) :])
+            self.out.flush()
+            self.written = text
+
+
+def converse(
+    model: Llama,
+    tok: Tokenizer,
+    lines: Iterable[str],
+    out: TextIO,
+    sampling: SamplingConfig = SamplingConfig(max_new_tokens=512),
+    system: str | None = None,
+) -> list[Message]:
+    """A multi-turn dialog: each non-empty line is a user message, each answer is streamed to `out` and ended with a
+    newline. Returns the dialog."""
+    dialog: list[Message] = [{"role": "system", "content": system}] if system else []
+    s, generator = sampling, sampling.generator(model.output.weight.device)
+    for line in lines:
+        if not line.strip():
+            continue
+        dialog.append({"role": "user", "content": line.rstrip("\n")})
+        stream = _Stream(tok, out)
+        prompt = encode_prompt(tok, dialog)
+        [ids] = generate(model, [prompt], s.max_new_tokens, s.temperature, s.top_p, (tok.eos_id,), stream, generator)
+        dialog.append({"role": "assistant", "content": stream.finish(ids)})
+    return dialog
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_codellama chat",
+        description="Chat with an Instruct checkpoint in Llama 2's chat format ([INST], <<SYS>>): each line of standard "
+        "input is a user message and each answer is streamed to standard output; the dialog is kept across turns.",
+    )
+    add_model_arguments(parser, max_new_tokens=512)
+    parser.add_argument("--system", help="system prompt (folded into the first user turn, as Meta does)")
+    args = parser.parse_args(argv)
+    model, tok = load_from_args(args)
+    if sys.stdin.isatty():
+        print("one message per line; end with Ctrl-D", file=sys.stderr)
+    converse(model, tok, sys.stdin, sys.stdout, SamplingConfig.from_args(args), args.system)
+    return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import save_torch_state_dict
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -136,7 +137,8 @@ def ours_to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str,
             if "{i}" in hf_name:
                 hf[hf_name.format(i=i)] = state[ours.format(i=i)]
         pieces = state[_QKV.format(i=i)].split(qkv_sizes, dim=0)
-        hf.update({name: piece.contiguous() for name, piece in zip(_hf_qkv_names(i), pieces)})
+        # Copies: views would share the fused tensor's storage, which safetensors' sharded writer refuses.
+        hf.update({name: piece.clone() for name, piece in zip(_hf_qkv_names(i), pieces)})
     return hf
 
 
@@ -286,37 +288,17 @@ def load_for_inference(
     return model.to(device).eval(), tok
 
 
-def save_model(model: Llama, path: str | Path, hf_format: bool = False) -> None:
-    """Write `model` to directory `path`: our format, or Hugging Face's (opens with transformers)."""
+def save_model(model: Llama, path: str | Path, hf_format: bool = False, max_shard_size: int | str = "5GB") -> None:
+    """Write `model` to directory `path`: our format, or Hugging Face's weights and config.json (opens with
+    transformers), as model.safetensors or, above `max_shard_size`, shards listed in model.safetensors.index.json."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if hf_format:
         dtype = model.output.weight.dtype
         (path / "config.json").write_text(json.dumps(config_to_hf(model.config, dtype), indent=2))
-        save_file(ours_to_hf(state, model.config), path / "model.safetensors", metadata={"format": "pt"})
+        hf_state = ours_to_hf(state, model.config)
+        save_torch_state_dict(hf_state, path, max_shard_size=max_shard_size, metadata={"format": "pt"})
     else:
         model.config.save(path / OUR_CONFIG)
         save_file(state, path / OUR_WEIGHTS, metadata={"format": "pt"})
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m lit_codellama convert",
-        description="Convert any checkpoint this project loads (HF dir, our dir, Lightning .ckpt, DeepSpeed dir) "
-        "to our format or to a Hugging Face directory that opens with transformers.",
-    )
-    parser.add_argument("source", type=Path, help="checkpoint to read")
-    parser.add_argument("out", type=Path, help="directory to write")
-    parser.add_argument("--to", choices=("ours", "hf"), default="ours", help="output format (default: ours)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="cast the weights")
-    args = parser.parse_args(argv)
-    model = load_model(args.source, dtype=getattr(torch, args.dtype) if args.dtype else None)
-    save_model(model, args.out, hf_format=args.to == "hf")
-    tokenizer = args.source / "tokenizer.model" if args.source.is_dir() else args.source.parent / "tokenizer.model"
-    if tokenizer.is_file():
-        (args.out / "tokenizer.model").write_bytes(tokenizer.read_bytes())
-    print(f"wrote {args.out} ({model.num_params():,} parameters, {args.to} format)")
-    return 0

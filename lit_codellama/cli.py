@@ -14,8 +14,9 @@ COMMANDS = {
     "data": ("lit_codellama.data.cli", "build a corpus, tokenizer and tokenized shards from a recipe"),
     "eval": ("lit_codellama.evaluation.cli", "HumanEval, MBPP, MultiPL-E, infilling, perplexity, long context"),
     "generate": ("lit_codellama.generate", "generate or infill from a checkpoint"),
+    "chat": ("lit_codellama.chat", "chat with an Instruct checkpoint (Llama 2 chat format, answers streamed)"),
     "tokenizer": ("lit_codellama.tokenizer", "train or inspect a sentencepiece tokenizer"),
-    "convert": ("lit_codellama.checkpoint", "convert between Hugging Face and lit_codellama checkpoints"),
+    "convert": ("lit_codellama.convert", "convert a checkpoint to our format or to a Hugging Face directory"),
     "self-instruct": ("lit_codellama.instruct.self_instruct", "self-instruct data with execution feedback"),
 }
 

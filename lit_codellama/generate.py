@@ -172,27 +172,54 @@ def infill(
     return middles
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    """The options of every command that generates: the checkpoint, where and in which dtype it runs, sampling."""
+    parser.add_argument("--checkpoint", type=Path, required=True, help="HF directory, our model directory, or a Lightning .ckpt")
+    parser.add_argument("--tokenizer", type=Path, help="sentencepiece model (default: tokenizer.model beside the checkpoint)")
+    parser.add_argument("--device", type=_device, help="e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, help="weights and activations (default: float32 on CPU, bfloat16 on GPUs with it)"
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 means greedy")
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _device(text: str) -> torch.device:
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use e.g. cpu, cuda or cuda:1") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("cuda is not available here (torch.cuda.is_available() is False); use cpu")
+    return device
+
+
+def load_from_args(args: argparse.Namespace) -> tuple[Llama, Tokenizer]:
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    return load_for_inference(args.checkpoint, args.device, dtype, tokenizer=args.tokenizer)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lit_codellama generate",
         description="Generate from a checkpoint: a left-to-right completion of --prompt, or the middle between --prefix and --suffix.",
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="HF directory, our model directory, or a Lightning .ckpt")
-    parser.add_argument("--tokenizer", type=Path, help="sentencepiece model (default: tokenizer.model beside the checkpoint)")
+    add_model_arguments(parser, max_new_tokens=128)
     parser.add_argument("--prompt", help="text to continue")
     parser.add_argument("--prefix", help="code before the hole (infilling)")
     parser.add_argument("--suffix", help="code after the hole (infilling)")
     parser.add_argument("--spm", action="store_true", help="suffix-prefix-middle prompt order for infilling")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 means greedy")
-    parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if (args.prompt is None) == (args.prefix is None and args.suffix is None):
         parser.error("give either --prompt, or --prefix and/or --suffix")
 
-    model, tok = load_for_inference(args.checkpoint, tokenizer=args.tokenizer)
+    model, tok = load_from_args(args)
     sampling = SamplingConfig.from_args(args)
     if args.prompt is not None:
         [text] = complete(model, tok, [args.prompt], sampling, stop=args.stop)

@@ -90,12 +90,15 @@ class CodeLlamaCLI(LightningCLI):
             raise ConfigError(self._explain(str(error))) from None
 
     def _explain(self, error: str) -> str:
-        """For an unknown key: the closest valid ones and every valid key of its section. Else jsonargparse's text."""
-        option = re.search(r"ption '([\w.]+)' is not accepted|does not accept option '([\w.]+)'", error)
+        """For an unknown key (in YAML or on the command line): the closest valid ones and every valid key of its
+        section. Else jsonargparse's text."""
+        option = re.search(
+            r"ption '([\w.]+)' is not accepted|does not accept option '([\w.]+)'|unrecognized arguments: --([\w.]+)", error
+        )
         if option is None:
             return error
         parent = re.search(r'Parser key "([\w.]+)"', error)  # an unknown argument of a class given by class_path
-        unknown = ".".join(filter(None, (parent and parent.group(1), option.group(1) or option.group(2))))
+        unknown = ".".join(filter(None, (parent and parent.group(1), next(filter(None, option.groups())))))
         subcommand = next((name for name in self._subcommand_parsers if f"'{name}'" in error), "fit")
         defaults = self._subcommand_parsers[subcommand].get_defaults().keys()
         valid = sorted({key.replace(".init_args.", ".") for key in defaults if not key.endswith(".class_path")})

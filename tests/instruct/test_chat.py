@@ -1,3 +1,5 @@
+import io
+
 import pytest
 
 from lit_codellama.chat import ChatFormatError, chat, encode_dialog, encode_prompt, prompt_text, turns
@@ -80,3 +82,50 @@ def test_chat_answers_are_the_decoded_generation_of_the_prompt(tokenizer, tiny_c
     answers = chat(model, tokenizer, dialogs, SamplingConfig(max_new_tokens=6))
     expected = generate(model, [encode_prompt(tokenizer, d) for d in dialogs], 6, stop_ids=(tokenizer.eos_id,))
     assert answers == [tokenizer.decode(ids).strip() for ids in expected]
+
+
+def test_chat_command_keeps_the_dialog_in_metas_format_and_prints_each_answer(tokenizer, tiny_checkpoint, monkeypatch, capsys):
+    import lit_codellama.chat as chat_module
+    from lit_codellama.cli import main
+
+    prompts = []
+
+    def recording_generate(model, batch, *args, **kwargs):
+        prompts.extend(batch)
+        return generate(model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(chat_module, "generate", recording_generate)
+    monkeypatch.setattr("sys.stdin", io.StringIO("Write add.\n\nNow reverse a string.\n"))
+    system = "Answer with code only."
+    argv = ["chat", "--checkpoint", str(tiny_checkpoint), "--system", system, "--max-new-tokens", "8"]
+    assert main(argv) == 0
+    cli_prompts = list(prompts)
+
+    model, sampling = load_model(tiny_checkpoint).eval(), SamplingConfig(max_new_tokens=8)
+    first = [{"role": "system", "content": system}, {"role": "user", "content": "Write add."}]
+    [a1] = chat(model, tokenizer, [first], sampling)
+    [a2] = chat(model, tokenizer, [[*first, {"role": "assistant", "content": a1},
+                                    {"role": "user", "content": "Now reverse a string."}]], sampling)
+    assert a1 and a2 and capsys.readouterr().out == f"{a1}\n{a2}\n"
+    opening = f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\nWrite add. [/INST]"
+    assert cli_prompts == [
+        tokenizer.encode(opening, bos=True),
+        tokenizer.encode(f"{opening} {a1} ", bos=True, eos=True) + tokenizer.encode("[INST] Now reverse a string. [/INST]", bos=True),
+    ]
+
+
+def test_answers_stream_as_they_are_generated_and_hold_back_incomplete_characters(tokenizer):
+    from lit_codellama.chat import _Stream
+
+    text = "  def add(a, b):\n    return a + b  # «é»\n"
+    ids = tokenizer.encode(text)
+    assert any(tokenizer.processor.is_byte(i) for i in ids)  # a character split over byte pieces is covered
+    out = io.StringIO()
+    stream = _Stream(tokenizer, out)
+    shown = []
+    for n in range(1, len(ids) + 1):
+        assert stream(ids[:n]) is False
+        shown.append(out.getvalue())
+    assert stream.finish(ids) == text.strip() and out.getvalue() == text.strip() + "\n"
+    assert len(set(shown)) > len(ids) // 2  # text appears token by token, not at the end
+    assert all("\ufffd" not in s and text.strip().startswith(s) for s in shown)

@@ -108,3 +108,26 @@ def test_a_sampling_config_draws_the_same_completions_for_the_same_seed(model, t
 
     assert draw(3) == draw(3)
     assert draw(3) != draw(4)
+
+
+def test_generate_cli_runs_in_the_device_and_dtype_it_is_given(tmp_path, model, tokenizer_path, capsys, monkeypatch):
+    import lit_codellama.generate as generate_module
+
+    save_model(model, tmp_path)
+    (tmp_path / "tokenizer.model").write_bytes(tokenizer_path.read_bytes())
+    seen = []
+    real_complete = generate_module.complete
+
+    def recording_complete(model, *args, **kwargs):
+        seen.append((model.output.weight.device.type, model.output.weight.dtype))
+        return real_complete(model, *args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "complete", recording_complete)
+    argv = ["--checkpoint", str(tmp_path), "--prompt", "import os\n", "--max-new-tokens", "3"]
+    assert main([*argv, "--device", "cpu", "--dtype", "bfloat16"]) == 0
+    assert main(argv) == 0
+    assert seen == [("cpu", torch.bfloat16), ("cpu", torch.float32)]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--device", "cdua"])
+    assert exit_.value.code == 2 and "'cdua' is not a device" in capsys.readouterr().err

@@ -207,14 +207,15 @@ def test_model_runs_beyond_its_training_context():
         assert model(torch.randint(0, 256, (1, 100))).shape == (1, 100, 256)
 
 
-def test_convert_cli_writes_a_directory_transformers_opens(tmp_path):
+def test_convert_cli_writes_a_directory_transformers_opens(tmp_path, tokenizer):
     from lit_codellama.cli import main
 
-    model = Llama(ModelConfig.from_name("cl-1m", vocab_size=256)).eval()
+    model = Llama(ModelConfig.from_name("cl-1m", vocab_size=tokenizer.vocab_size)).eval()
     save_model(model, tmp_path / "ours")
+    (tmp_path / "ours" / "tokenizer.model").write_bytes(tokenizer.path.read_bytes())
     assert main(["convert", str(tmp_path / "ours"), str(tmp_path / "hf"), "--to", "hf"]) == 0
     hf = LlamaForCausalLM.from_pretrained(tmp_path / "hf").eval()
-    idx = torch.randint(0, 256, (1, 20))
+    idx = torch.randint(0, tokenizer.vocab_size, (1, 20))
     with torch.no_grad():
         torch.testing.assert_close(hf(idx).logits, model(idx), rtol=1e-5, atol=1e-5)
 

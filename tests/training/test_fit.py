@@ -165,6 +165,19 @@ def test_unknown_config_key_names_the_closest_and_lists_the_valid_keys(corpus_di
         train(config)
 
 
+@pytest.mark.parametrize(
+    "typo, key, closest",
+    [(["--model.lrr", "1"], "model.lrr", "model.lr"), (["--data.fim_ratee=0.5"], "data.fim_ratee", "data.fim_rate")],
+)
+def test_command_line_typo_names_the_closest_key_like_a_yaml_typo(corpus_dir, tmp_path, capsys, typo, key, closest):
+    from lit_codellama.cli import main
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(corpus_dir, tmp_path / "run")))
+    assert main(["fit", "--config", str(path), *typo]) == 2
+    assert capsys.readouterr().err.startswith(f"error: unknown config key {key!r}. Did you mean {closest} ")
+
+
 STAGES = sorted((REPO / "configs" / "train").glob("*.yaml"))
 OVERLAYS = sorted((REPO / "configs" / "train" / "strategy").glob("*.yaml"))
 
