@@ -244,11 +244,16 @@ def key_retrieval(
         metrics = {"key_retrieval_top1": "top1", "key_retrieval_nats_above_chance": "nats_above_chance"}
     else:
         raise ConfigError(f"key_retrieval scoring must be 'greedy' or 'candidates', got {scoring!r}")
-    return [
+    rows = [
         {"metric": metric, "length": c["length"], "position": c["position"], "value": c[field]}
         for c in summary["cells"]
         for metric, field in metrics.items()
     ]
+    for n in lengths:  # pooled over key positions (no `position`): what a claim at a length tests
+        cells = [c for c in summary["cells"] if c["length"] == n]
+        rows += [{"metric": metric, "length": n, "value": sum(c[field] for c in cells) / len(cells)}
+                 for metric, field in metrics.items()]
+    return rows
 
 
 EVALUATIONS: dict[str, Callable[..., list[Measurement]]] = {

@@ -95,12 +95,12 @@ def paired_differences(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
 def claim_effects(table: pd.DataFrame, claim: Claim) -> pd.Series:
     """Per seed (index): the claim's transformed effect, from the one row per arm x seed its metric and `where`
-    select in the tidy table. Seeds that only one of the two arms has are left out."""
+    select in the tidy table (a coordinate given as None selects rows without it, e.g. pooled over positions). Seeds that only one of the two arms has are left out."""
     rows = table[(table["metric"] == claim.metric) & table["arm"].isin([claim.arm, claim.baseline])]
     for column, value in claim.where.items():
         if column not in table.columns:
             raise ConfigError(f"claim {claim.text!r}: runs.csv has no column {column!r} (has {list(table.columns)})")
-        rows = rows[rows[column] == value]
+        rows = rows[rows[column].isna() if value is None else rows[column] == value]
     if rows.empty or set(rows["arm"]) != {claim.arm, claim.baseline}:
         raise ConfigError(
             f"claim {claim.text!r}: no {claim.metric!r} rows at {dict(claim.where)} for both arms "

@@ -141,7 +141,11 @@ def test_a_claim_selects_its_coordinates_and_pairs_only_seeds_both_arms_have():
     assert result["n"] == 2 and result["estimate"] == pytest.approx(0.15)
     with pytest.raises(ConfigError, match=r"several rows per run; fix them with `where` on \['step'\]"):
         assess_claims(table, [claim()])
-    with pytest.raises(ConfigError, match="runs.csv has no column 'mode'"):
+    pooled = pd.concat([table, pd.DataFrame([{"arm": a, "seed": s, "metric": "loss", "value": 1.0 + (a == "fim")}
+                                             for a in ("base", "fim") for s in range(3)])], ignore_index=True)
+    (result,) = assess_claims(pooled, [claim(where={"step": None})])  # None: the rows without a step
+    assert result["n"] == 3 and result["estimate"] == 1.0
+    with pytest.raises(ConfigError, match="runs.csv has no column .mode."):
         assess_claims(table, [claim(where={"mode": "psm"})])
     with pytest.raises(ConfigError, match="no 'pass' rows"):
         assess_claims(table, [claim(metric="pass")])

@@ -142,8 +142,11 @@ def test_unknown_evaluations_and_settings_are_rejected_when_the_study_is_declare
         Study("bad", "?", {"small": Preset(BASE, {"a": Arm()}, evaluations=evaluations)})
 
 
-@pytest.mark.parametrize("name", ["fim_rate", "rope_base", "long_context"])
-@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+@pytest.mark.parametrize(
+    "name, preset",
+    [(name, preset) for name in ("fim_rate", "rope_base", "long_context") for preset in ("tiny", "small", "paper")]
+    + [("fim_rate", "scaling")],
+)
 def test_every_preset_of_every_study_resolves_to_runnable_configs(name, preset, tmp_path, capsys):
     from lit_codellama.studies.cli import load_study, run_cli
 
@@ -208,3 +211,19 @@ def test_study_json_claims_recompute_from_runs_csv_and_the_answer_is_printed_fir
     assert info["claims"] == StudyResults(tmp_path).claims()
     answer, table = printed.index("PRIMARY: θ matters"), printed.index("val_loss  ")
     assert answer < printed.index("exploratory: no cost") < table
+
+
+def test_the_scaling_preset_trains_each_size_on_the_same_tokens_per_parameter(tmp_path):
+    from lit_codellama.studies.cli import load_study
+    from lit_codellama.studies.configs import non_embedding_parameters
+
+    plan = Plan.make(load_study("fim_rate"), "scaling", out=tmp_path)
+    ratios, sizes = {}, set()
+    for run in plan.runs:
+        config = plan.train_config(run)
+        model = {k: v for k, v in config["model"]["model_config"].items() if k not in ("preset", "block_size")}
+        tokens = config["trainer"]["max_steps"] * config["data"]["batch_size"] * config["data"]["seq_len"]
+        sizes.add(non_embedding_parameters("cl-1m", **model))
+        ratios[run.arm] = tokens / non_embedding_parameters("cl-1m", **model)
+        assert config["trainer"]["max_steps"] == 4 * config["trainer"]["val_check_interval"]  # validates each quarter
+    assert len({round(r, 1) for r in ratios.values()}) == 1 and len(ratios) == 6 and len(sizes) == 3
