@@ -121,7 +121,10 @@ STUDY = Study(
             f"at 64-2048 on 8 of them; single-line infilling teacher-forced on all 1,033 tasks, pass@1 on every "
             f"10th; HumanEval canonical-solution loss (pass@1 left out: at the floor for this size). Budget (2 cores, fp32, measured under load): training 0.25 s/step at 16x128 and 0.32 at "
             f"4x512 -> ~230 s per seed; evaluation ~100 s per arm (context gain ~45 s, infilling ~40 s): ~9 min "
-            f"per seed, 3 seeds ~28 min.",
+            f"per seed, 3 seeds ~28 min. Power: 3 seeds resolve a paired effect larger than t(0.975, 2) / sqrt(3) = 2.48 "
+            f"seed SDs; no pilot measured LCFT vs control beyond 4L (the rope_base pilot's PI gap beyond the "
+            f"window, +0.21 nats, suggests effects of that order between a base that extrapolates and one that "
+            f"does not).",
         ),
         "paper": Preset(
             train="configs/train/code-7b.yaml",

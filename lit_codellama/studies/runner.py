@@ -218,6 +218,11 @@ def describe(plan: Plan) -> str:
         "",
         "evaluations:",
         yaml.safe_dump(_plain(plan.preset.evaluations)).rstrip(),
+        "",
+        "claims (stated before any run):",
+        *(f"  {'primary' if c.primary else 'exploratory'}: {c.text} [{c.metric} {dict(c.where)}, {c.arm} vs "
+          f"{c.baseline}, {c.transform}{'' if c.margin is None else f', margin ±{c.margin:g}'}]"
+          for c in plan.preset.claims),
     ]
     for run in plan.runs:
         definition = plan.definition(run)

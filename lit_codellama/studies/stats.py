@@ -143,6 +143,16 @@ def assess_claims(table: pd.DataFrame, claims: Sequence[Claim], confidence: floa
     return results
 
 
+_MEANING = {  # (verdict, has a margin) -> the verdict in plain words
+    ("reproduced", False): "reproduced: the interval excludes 0 on the paper's side",
+    ("contradicted", False): "contradicted: the interval excludes 0 on the side opposite to the paper's",
+    ("inconclusive", False): "inconclusive: the interval includes 0 (or there is a single seed)",
+    ("equivalent", True): "reproduced (equivalent): the whole interval lies inside the margin",
+    ("contradicted", True): "contradicted: the whole interval lies beyond the margin, on the side of a cost",
+    ("inconclusive", True): "inconclusive: the interval crosses the margin (or there is a single seed)",
+}
+
+
 def format_claims(results: Sequence[dict], labels: dict[str, str] | None = None) -> str:
     """The answer in plain words, primary claims first: per claim its estimate, interval and verdict."""
     labels = labels or {}
@@ -159,5 +169,6 @@ def format_claims(results: Sequence[dict], labels: dict[str, str] | None = None)
             f"  {r['verdict'].upper()}: {r['metric']}{f' [{where}]' if where else ''}, "
             f"{labels.get(r['arm'], r['arm'])} vs {labels.get(r['baseline'], r['baseline'])}, {effect} "
             f"{r['estimate']:+.4g} {interval} ({test}; {r['n']} paired seeds, 95% t-interval)",
+            f"  = {_MEANING[r['verdict'], r['margin'] is not None]}",
         ]
     return "\n".join(lines)

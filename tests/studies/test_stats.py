@@ -156,5 +156,8 @@ def test_the_answer_names_each_claims_estimate_interval_and_verdict_primary_firs
     results = assess_claims(table, [claim(text="side finding", primary=False), claim(text="main finding")])
     text = format_claims(results, {"fim": "FIM 0.9", "base": "FIM 0"})
     lines = text.splitlines()
-    assert lines[0] == "PRIMARY: main finding" and lines[2] == "exploratory: side finding"
+    assert lines[0] == "PRIMARY: main finding" and lines[3] == "exploratory: side finding"
     assert lines[1].startswith("  REPRODUCED: loss, FIM 0.9 vs FIM 0, difference +1.1 [+0.8516, +1.348]")
+    assert lines[2] == "  = reproduced: the interval excludes 0 on the paper's side"
+    (no_cost,) = assess_claims(table, [claim(margin=0.5)])
+    assert "CONTRADICTED" in format_claims([no_cost]) and "beyond the margin" in format_claims([no_cost])
