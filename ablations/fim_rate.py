@@ -5,7 +5,7 @@ for the same number of tokens and steps; only the share of documents turned into
 data is left-to-right and identical for all arms. The `scaling` preset (beyond the paper) repeats the comparison at
 three model sizes with the same tokens per parameter.
 
-    python ablations/fim_rate.py                    # small preset, 5 seeds, ~27 min on 2 cores of an fp32 CPU
+    python ablations/fim_rate.py                    # small preset, 5 seeds, ~25 min on 2 cores of an fp32 CPU
     python ablations/fim_rate.py --preset scaling --out ablations/results/fim_rate_scaling  # 3 sizes, ~45 min
     python ablations/fim_rate.py --preset tiny      # seconds per run; what the tests run
     python ablations/fim_rate.py --preset paper --dry-run
@@ -85,7 +85,6 @@ SMALL_EVALUATIONS = {
     "humaneval_loss": {},
     "infilling_likelihood": {"subset": "single-line"},
     "infilling": {"subset": "single-line", "every": 10, "max_new_tokens": 32},
-    "middle_loss": {"subset": "single-line"},
 }
 
 STUDY = Study(
@@ -112,7 +111,6 @@ STUDY = Study(
                 "humaneval": {"limit": 4, "max_new_tokens": 16},
                 "infilling_likelihood": {"limit": 8},
                 "infilling": {"every": 200, "max_new_tokens": 8},
-                "middle_loss": {"limit": 8},
             },
             seeds=2,
             claims=claims(),
@@ -131,9 +129,10 @@ STUDY = Study(
             "out (no 1M model writes a correct body); its canonical-solution loss stays. Power: the primary "
             "left-to-right claim needs a paired half-width <= 0.5% of the FIM-0 loss (~5.6 nats -> 0.028); with "
             "the piece-shuffled stream's paired SD ~0.015 (study-design.md), 5 seeds give t(0.975, 4) * 0.015 / "
-            "sqrt(5) = 0.019 (0.33%); the ±1% margin is 0.056. Budget (2 cores, fp32, measured under load): "
-            "training ~0.27 s/step -> 80 s, 4 validations ~10 s, teacher-forced infilling ~40 s, pass@1 on 104 "
-            "tasks x 2 modes ~25 s, the rest ~5 s: ~160 s per run, 10 runs ~27 min.",
+            "sqrt(5) = 0.019 (0.33%); the ±1% margin is 0.056. Budget (2 cores, fp32; steps timed under load, "
+            "evaluations by a pilot at load 9 scaled by ~1/2.5): training ~0.27 s/step -> 80 s, 4 validations "
+            "~10 s, teacher-forced infilling on 1,033 tasks x 3 layouts ~30 s, pass@1 on 104 tasks x 2 modes "
+            "~25 s, the rest ~5 s: ~150 s per run, 10 runs ~25 min.",
         ),
         "scaling": Preset(
             train=SMALL_TRAINING,
@@ -160,7 +159,6 @@ STUDY = Study(
                 "humaneval": {"max_new_tokens": 512},
                 "infilling_likelihood": {"subset": "single-line"},
                 "infilling": {"subset": "single-line", "max_new_tokens": 128},
-                "middle_loss": {"subset": "single-line"},
             },
             seeds=1,
             claims=claims(trajectory=False),

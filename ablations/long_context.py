@@ -71,7 +71,6 @@ def evaluations(
         **generation,
         "infilling_likelihood": {"subset": "single-line", "limit": infilling_limit},
         "infilling": {"subset": "single-line", "every": every, "max_new_tokens": max_new_tokens // 4},
-        "middle_loss": {"subset": "single-line", "limit": infilling_limit},
     }
 
 

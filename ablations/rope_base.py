@@ -9,7 +9,7 @@ Measured: context gain (the same target tokens with all preceding tokens vs at m
 retrieval at 1x, 2x, 4x and 6x L (Table 18's 4K-24K) — by the key's rank among candidates at small scale, greedy as
 in the paper at paper scale.
 
-    python ablations/rope_base.py                  # small preset, 3 seeds, ~28 min
+    python ablations/rope_base.py                  # small preset, 3 seeds, ~30 min
     python ablations/rope_base.py --preset tiny    # what the tests run
     python ablations/rope_base.py --preset paper --dry-run
 """
@@ -112,9 +112,10 @@ STUDY = Study(
             f"LR 1e-3. Context gain (primary) on 32 held-out documents of {32 * SMALL_L} tokens (8 x 4L), capped "
             f"at L (scored {SMALL_L // 4} at a time); perplexity at L-8L on 8 of them; key retrieval, one-hop "
             f"template, the key's rank among 10 candidates (chance 10%), at {SMALL_L}-{6 * SMALL_L} tokens, 8 "
-            f"prompts x 3 positions per length. Budget (2 cores, fp32, measured under load): training ~290 s per "
-            f"seed (pretraining 150 s, 3 x 48 s LCFT); evaluation ~55 s per arm x 5 arms: ~9.5 min per seed, 3 "
-            f"seeds ~28 min. Power: 3 seeds resolve a paired effect larger than t(0.975, 2) / sqrt(3) = 2.48 seed SDs; "
+            f"prompts x 3 positions per length. Budget (2 cores, fp32; steps timed under load, evaluations by a pilot on an "
+            f"untrained model at load 9, scaled to an idle machine by ~1/2.5): training ~290 s per seed "
+            f"(pretraining 150 s, 3 x 48 s LCFT); evaluation ~60 s per arm (context gain ~35 s, key retrieval "
+            f"~20 s, perplexity ~5 s) x 5 arms: ~10 min per seed, 3 seeds ~30 min. Power: 3 seeds resolve a paired effect larger than t(0.975, 2) / sqrt(3) = 2.48 seed SDs; "
             f"the one-seed pilot of study-design.md (θ 100 vs 3000 at L = 128 -> 512) measured +0.048 nats "
             f"(raised vs kept, 1-2K tokens) and +0.214 (PI beyond 4L), so the primaries resolve if the paired seed SD "
             f"of the context gain is below 0.019 and 0.086 nats.",
