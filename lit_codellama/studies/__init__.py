@@ -8,6 +8,6 @@ run_cli(STUDY)   # --preset, --seeds, --out, --dry-run
 from lit_codellama.studies.cli import run_cli
 from lit_codellama.studies.runner import Plan, collect, execute
 from lit_codellama.studies.stats import summarize, t_interval
-from lit_codellama.studies.study import Arm, Preset, Run, Study
+from lit_codellama.studies.study import Arm, Claim, Preset, Run, Study
 
-__all__ = ["Arm", "Plan", "Preset", "Run", "Study", "collect", "execute", "run_cli", "summarize", "t_interval"]
+__all__ = ["Arm", "Claim", "Plan", "Preset", "Run", "Study", "collect", "execute", "run_cli", "summarize", "t_interval"]

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lit_codellama.studies.stats import summarize, t_interval
+from lit_codellama.studies.stats import assess_claims, summarize, t_interval
+from lit_codellama.studies.study import Claim
 
 
 @dataclass
@@ -55,6 +56,12 @@ class StudyResults:
     def summary(self, name: str) -> pd.DataFrame:
         table = summarize(self.metric(name).drop(columns="arm_label"))
         return table.assign(arm_label=table["arm"].map(self.labels))
+
+    def claims(self) -> list[dict]:
+        """The claims' estimates, intervals and verdicts recomputed from runs.csv (they equal study.json's)."""
+        fields = Claim.__dataclass_fields__
+        claims = [Claim(**{k: v for k, v in record.items() if k in fields}) for record in self.info.get("claims", [])]
+        return assess_claims(self.runs.drop(columns="arm_label"), claims)
 
     def arm_setting(self, key: str) -> dict[str, Any]:
         """arm label -> a resolved training setting of the weights each arm evaluates, e.g. `data.seq_len`."""

@@ -2,7 +2,7 @@
 
 A preset lists them by name with their settings, e.g. `{"humaneval": {"max_new_tokens": 128}}`. Every function
 takes an `EvalContext` and returns measurements: `{"metric": ..., "value": ..., <coordinates>}`. Losses are nats
-per token, pass@1 and accuracies are fractions.
+per token (bits per character where named), pass@1 and accuracies are fractions.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class EvalContext:
     tok: Tokenizer
     data_config: dict[str, Any]  # the `data` section of the training config
     out_dir: Path  # per-sample outputs go to <out_dir>/<evaluation>/
+    train_log: Path | None = None  # Lightning's metrics.csv of the run that trained the weights
 
     @cached_property
     def datamodule(self):
@@ -53,11 +54,15 @@ class EvalContext:
         datamodule.setup("validate")
         return datamodule
 
-    def held_out_texts(self, min_tokens: int, n: int) -> list[str]:
-        """The first `n` validation documents of at least `min_tokens` tokens (the same for every arm and seed)."""
+    def held_out_texts(self, min_tokens: int, n: int, exactly: bool = False) -> list[str]:
+        """The first `n` validation documents of at least `min_tokens` tokens (the same for every arm and seed);
+        `exactly`: fewer than `n` is an error rather than what there is."""
         texts = self.datamodule.val_documents(min_tokens=min_tokens, limit=n)
-        if not texts:
-            raise ConfigError(f"no validation document has {min_tokens} tokens; lower the evaluation lengths")
+        if not texts or (exactly and len(texts) < n):
+            raise ConfigError(
+                f"{len(texts)} validation documents have {min_tokens} tokens, the evaluation needs {n if exactly else 1}; "
+                "raise the data's val_fraction (a larger held-out share) or lower the evaluation lengths"
+            )
         return texts
 
 
@@ -72,6 +77,29 @@ def val_loss(ctx: EvalContext, seq_len: int | None = None, max_batches: int | No
                 break
             metrics.update(ctx.model(batch["input_ids"].to(device)), batch["labels"].to(device))
     return [{"metric": "val_loss", "value": float(metrics.compute()["loss"])}]
+
+
+def val_loss_curve(ctx: EvalContext, fractions: Sequence[float] = (0.25, 0.5, 0.75, 1.0)) -> list[Measurement]:
+    """The validation loss logged during training at these fractions of its steps (validate every quarter, or as
+    often as the fractions need): how a cost in left-to-right loss changes with the tokens seen."""
+    import pandas as pd
+
+    if ctx.train_log is None or not ctx.train_log.is_file():
+        raise ConfigError(f"no training log {ctx.train_log} to read the validation curve from; did this run train?")
+    log = pd.read_csv(ctx.train_log)
+    logged = log.dropna(subset=["val/loss"]) if "val/loss" in log else log.iloc[:0]
+    if logged.empty:
+        raise ConfigError(f"{ctx.train_log} logs no val/loss; set the trainer's val_check_interval")
+    last = int(logged["step"].max()) + 1  # logged steps count from 0: the last validation ends the run
+    by_step = dict(zip(logged["step"].astype(int) + 1, logged["val/loss"], strict=True))
+    rows = []
+    for fraction in fractions:
+        step = round(fraction * last)
+        if step not in by_step:
+            raise ConfigError(f"{ctx.train_log}: no validation at step {step} ({fraction:g} of {last}); logged at "
+                              f"{sorted(by_step)}: validate every {last // 4} steps")
+        rows.append({"metric": "val_loss_curve", "fraction": fraction, "step": step, "value": float(by_step[step])})
+    return rows
 
 
 def humaneval_loss(ctx: EvalContext, limit: int | None = None) -> list[Measurement]:
@@ -145,6 +173,39 @@ def middle_loss(
     ]
 
 
+def infilling_likelihood(
+    ctx: EvalContext, subset: str = "single-line", modes: Sequence[str] = ("psm", "spm"), limit: int | None = None
+) -> list[Measurement]:
+    """Teacher-forced infilling on every task of the subset: middle bits per character, token accuracy and suffix
+    gain per mode (see `evaluation.likelihood.infilling_likelihood`), and the prefix-only bits per character."""
+    from lit_codellama.evaluation.likelihood import infilling_likelihood as score
+
+    summary = score(ctx.model, ctx.tok, subset, modes, limit)
+    rows = [{"metric": "prefix_only_bits_per_char", "subset": subset, "value": summary["prefix_only_bits_per_char"]}]
+    for mode in modes:
+        for key, metric in (("bits_per_char", "middle_bits_per_char"), ("token_accuracy", "middle_token_accuracy"),
+                            ("suffix_gain", "suffix_gain")):
+            rows.append({"metric": metric, "subset": subset, "mode": mode, "value": summary[mode][key]})
+    return rows
+
+
+def context_gain(
+    ctx: EvalContext, window: int, max_length: int, n_documents: int = 32, stride: int | None = None
+) -> list[Measurement]:
+    """Per position bucket [W, 2W), [2W, 4W), ... of `n_documents` held-out documents of `max_length` tokens:
+    loss with all preceding tokens, with at most `window`, and their difference `context_gain` (> 0: the
+    longer context helps). Per-position curves go to <out_dir>/context_gain/curve.csv."""
+    from lit_codellama.evaluation.likelihood import context_gain as score
+
+    texts = ctx.held_out_texts(max_length, n_documents, exactly=True)
+    summary = score(ctx.model, ctx.tok, texts, window, max_length, stride, out_dir=ctx.out_dir / "context_gain")
+    return [
+        {"metric": metric, "position": bucket["position"], "value": bucket[metric]}
+        for bucket in summary["buckets"]
+        for metric in ("context_gain", "loss_full", "loss_capped")
+    ]
+
+
 def perplexity(ctx: EvalContext, lengths: Sequence[int], n_documents: int = 8) -> list[Measurement]:
     """Perplexity at each context length, on the same held-out documents (long enough for the longest)."""
     from lit_codellama.evaluation import perplexity_by_context_length
@@ -164,34 +225,47 @@ def key_retrieval(
     n_per_cell: int = 16,
     n_filler_documents: int = 64,
     batch_size: int = 8,
+    scoring: str = "greedy",
+    template: str = "paper",
+    k: int = 10,
 ) -> list[Measurement]:
-    """Table 18's key retrieval (greedy), with held-out documents as the filler code."""
-    from lit_codellama.evaluation import key_retrieval_accuracy
+    """Key retrieval with held-out documents as the filler code. `scoring="greedy"`: Table 18's accuracy (the
+    greedy completion starts with the key); `"candidates"`: the key's top-1 share among `k` candidates (chance
+    1/k) and its log-share above chance (nats; 0 at chance). `template`: "paper" or "one_hop"."""
+    from lit_codellama.evaluation.key_retrieval import key_retrieval_accuracy, key_retrieval_ranking
 
     filler = ctx.held_out_texts(1, n_filler_documents)
-    summary = key_retrieval_accuracy(
-        ctx.model,
-        ctx.tok,
-        lengths,
-        positions,
-        n_per_cell,
-        filler,
-        batch_size=batch_size,
-        out_dir=ctx.out_dir / "key_retrieval",
-    )
-    return [
-        {"metric": "key_retrieval_accuracy", "length": c["length"], "position": c["position"], "value": c["accuracy"]}
+    common = dict(filler_texts=filler, batch_size=batch_size, template=template, out_dir=ctx.out_dir / "key_retrieval")
+    if scoring == "greedy":
+        summary = key_retrieval_accuracy(ctx.model, ctx.tok, lengths, positions, n_per_cell, **common)
+        metrics = {"key_retrieval_accuracy": "accuracy"}
+    elif scoring == "candidates":
+        summary = key_retrieval_ranking(ctx.model, ctx.tok, lengths, positions, n_per_cell, k, **common)
+        metrics = {"key_retrieval_top1": "top1", "key_retrieval_nats_above_chance": "nats_above_chance"}
+    else:
+        raise ConfigError(f"key_retrieval scoring must be 'greedy' or 'candidates', got {scoring!r}")
+    rows = [
+        {"metric": metric, "length": c["length"], "position": c["position"], "value": c[field]}
         for c in summary["cells"]
+        for metric, field in metrics.items()
     ]
+    for n in lengths:  # pooled over key positions (no `position`): what a claim at a length tests
+        cells = [c for c in summary["cells"] if c["length"] == n]
+        rows += [{"metric": metric, "length": n, "value": sum(c[field] for c in cells) / len(cells)}
+                 for metric, field in metrics.items()]
+    return rows
 
 
 EVALUATIONS: dict[str, Callable[..., list[Measurement]]] = {
     "val_loss": val_loss,
+    "val_loss_curve": val_loss_curve,
     "humaneval_loss": humaneval_loss,
     "humaneval": humaneval,
     "infilling": infilling,
     "middle_loss": middle_loss,
+    "infilling_likelihood": infilling_likelihood,
     "perplexity": perplexity,
+    "context_gain": context_gain,
     "key_retrieval": key_retrieval,
 }
 
@@ -207,7 +281,7 @@ def evaluate(
     point loads them (`load_for_inference`: on the GPU when there is one, with `rope` = {rope_theta, rope_scaling}
     applied); returns measurements and seconds per evaluation."""
     model, tok = load_for_inference(model_dir, **(rope or {}))
-    ctx = EvalContext(model, tok, data_config, out_dir)
+    ctx = EvalContext(model, tok, data_config, out_dir, train_log=Path(model_dir).parent / "metrics.csv")
     measurements, timings = [], {}
     for name, settings in evaluations.items():
         start = time.monotonic()

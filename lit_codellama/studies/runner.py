@@ -2,7 +2,8 @@
 
 Layout of a study's results directory (default `ablations/results/<study>/`):
 
-    study.json                     what ran: preset, seeds, arms (labels, order), evaluations, machine, wall time
+    study.json                     what ran: preset, seeds, arms (labels, order), evaluations, machine, wall time,
+                                   and each claim's estimate, interval and verdict (recomputable from runs.csv)
     runs.csv                       tidy: one row per arm x seed x metric (x coordinates such as mode or length)
     summary.csv                    per arm x metric: n seeds, mean, 95% t-interval (low, high)
     runs/<arm>/seed=<s>/
@@ -38,7 +39,7 @@ from lit_codellama.checkpoint import OUR_CONFIG
 from lit_codellama.config import ModelConfig, set_dotted
 from lit_codellama.errors import ConfigError
 from lit_codellama.precision import AUTO, cpu_info, precision_record
-from lit_codellama.studies.stats import RUN_COLUMNS, format_summary, summarize
+from lit_codellama.studies.stats import RUN_COLUMNS, assess_claims, format_claims, format_summary, summarize
 from lit_codellama.studies.study import Arm, Preset, Run, Study
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -132,12 +133,15 @@ def execute(plan: Plan) -> pd.DataFrame:
         timings = execute_run(plan, run)
         total, train_s = sum(timings.values()), timings.get("train_s", 0.0)
         print(f"{total:.0f} s (training {train_s:.0f} s, evaluation {total - train_s:.0f} s)", flush=True)
-    table = collect(plan)
+    collect(plan).to_csv(plan.out / "runs.csv", index=False)
+    table = pd.read_csv(plan.out / "runs.csv")  # what the claims recompute from
     summary = summarize(table)
-    table.to_csv(plan.out / "runs.csv", index=False)
     summary.to_csv(plan.out / "summary.csv", index=False)
-    _write_study_json(plan, wall_s=time.monotonic() - start, ran=len(pending))
+    claims = assess_claims(table, plan.preset.claims)
+    _write_study_json(plan, wall_s=time.monotonic() - start, ran=len(pending), claims=claims)
     print(f"\n{plan.study.question}\n")
+    if claims:
+        print(format_claims(claims, {name: arm.label or name for name, arm in plan.preset.arms.items()}) + "\n")
     print(format_summary(summary, list(plan.preset.arms)))
     print(
         f"\n(mean ± half-width of the 95% t-interval over {table['seed'].nunique()} seed(s); "
@@ -214,6 +218,11 @@ def describe(plan: Plan) -> str:
         "",
         "evaluations:",
         yaml.safe_dump(_plain(plan.preset.evaluations)).rstrip(),
+        "",
+        "claims (stated before any run):",
+        *(f"  {'primary' if c.primary else 'exploratory'}: {c.text} [{c.metric} {dict(c.where)}, {c.arm} vs "
+          f"{c.baseline}, {c.transform}{'' if c.margin is None else f', margin ±{c.margin:g}'}]"
+          for c in plan.preset.claims),
     ]
     for run in plan.runs:
         definition = plan.definition(run)
@@ -223,7 +232,7 @@ def describe(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
+def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -> None:
     arms = {
         name: {
             "label": arm.label or name,
@@ -245,6 +254,7 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int) -> None:
         "arms": arms,
         "evaluations": _plain(plan.preset.evaluations),
         "data": {"largest_document_share": _largest_document_share(plan)},
+        "claims": claims,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "invocation_wall_s": round(wall_s, 1),  # this invocation only: a resumed study ran in several
         "run_seconds": round(sum(_run_seconds(plan, run) for run in plan.runs), 1),  # training + evaluation, all runs

@@ -1,4 +1,13 @@
-"""Tidy results and their summary: mean and Student-t confidence interval over seeds."""
+"""Tidy results and their summary: mean and Student-t confidence interval over seeds, and the verdict on each claim.
+
+A claim's verdict, from the 95% paired-by-seed Student-t interval of its effect (arm vs baseline, transformed),
+oriented by the claim's `direction` so that positive is the paper's direction (for a "no cost" claim: the cost):
+- effect claim (no margin): `reproduced` if the interval excludes 0 on the paper's side, `contradicted` if it
+  excludes 0 on the other side, else `inconclusive`;
+- "no cost" claim (margin m): `equivalent` (the claim reproduced) if the interval lies inside (-m, +m),
+  `contradicted` if it lies entirely beyond +m (a cost larger than the margin), else `inconclusive`;
+- fewer than two paired seeds: `inconclusive` (no interval).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +15,12 @@ import math
 import statistics
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from scipy import stats
+
+from lit_codellama.errors import ConfigError
+from lit_codellama.studies.study import Claim
 
 RUN_COLUMNS = ["study", "preset", "arm", "seed"]
 
@@ -78,3 +91,84 @@ def paired_differences(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     # pandas matches missing coordinates (NaN) with each other in a merge, unlike SQL.
     joined = table[table["arm"] != baseline].merge(base, on=keys, how="inner")
     return joined.assign(value=joined["value"] - joined["baseline"]).drop(columns="baseline")
+
+
+def claim_effects(table: pd.DataFrame, claim: Claim) -> pd.Series:
+    """Per seed (index): the claim's transformed effect, from the one row per arm x seed its metric and `where`
+    select in the tidy table (a coordinate given as None selects rows without it, e.g. pooled over positions). Seeds that only one of the two arms has are left out."""
+    rows = table[(table["metric"] == claim.metric) & table["arm"].isin([claim.arm, claim.baseline])]
+    for column, value in claim.where.items():
+        if column not in table.columns:
+            raise ConfigError(f"claim {claim.text!r}: runs.csv has no column {column!r} (has {list(table.columns)})")
+        rows = rows[rows[column].isna() if value is None else rows[column] == value]
+    if rows.empty or set(rows["arm"]) != {claim.arm, claim.baseline}:
+        raise ConfigError(
+            f"claim {claim.text!r}: no {claim.metric!r} rows at {dict(claim.where)} for both arms "
+            f"{claim.arm!r} and {claim.baseline!r}; does the preset run the evaluation that measures it?"
+        )
+    if rows.duplicated(["arm", "seed"]).any():
+        others = [c for c in coordinate_columns(rows) if rows[c].nunique() > 1]
+        raise ConfigError(f"claim {claim.text!r}: several rows per run; fix them with `where` on {others}")
+    values = rows.pivot(index="seed", columns="arm", values="value").dropna()
+    arm, base = values[claim.arm], values[claim.baseline]
+    return arm - base if claim.transform == "difference" else np.log(arm / base)
+
+
+def verdict(claim: Claim, low: float, high: float) -> str:
+    """The verdict of the module docstring, from the interval of the transformed effect."""
+    if math.isnan(low):
+        return "inconclusive"
+    low, high = sorted((claim.direction * low, claim.direction * high))
+    if claim.margin is None:
+        return "reproduced" if low > 0 else "contradicted" if high < 0 else "inconclusive"
+    if -claim.margin < low and high < claim.margin:
+        return "equivalent"
+    return "contradicted" if low > claim.margin else "inconclusive"
+
+
+def assess_claims(table: pd.DataFrame, claims: Sequence[Claim], confidence: float = 0.95) -> list[dict]:
+    """Per claim: its definition, `estimate`, `low`, `high` (paired by seed, Student t), `n` and `verdict`.
+    What study.json records; it recomputes from runs.csv alone."""
+    results = []
+    for claim in claims:
+        effects = claim_effects(table, claim)
+        estimate, low, high = t_interval(effects.tolist(), confidence)
+        results.append({
+            "text": claim.text, "metric": claim.metric, "where": dict(claim.where), "arm": claim.arm,
+            "baseline": claim.baseline, "transform": claim.transform, "direction": claim.direction,
+            "margin": claim.margin, "primary": claim.primary, "estimate": estimate,
+            "low": None if math.isnan(low) else low, "high": None if math.isnan(high) else high,
+            "n": len(effects), "verdict": verdict(claim, low, high),
+        })
+    return results
+
+
+_MEANING = {  # (verdict, has a margin) -> the verdict in plain words
+    ("reproduced", False): "reproduced: the interval excludes 0 on the paper's side",
+    ("contradicted", False): "contradicted: the interval excludes 0 on the side opposite to the paper's",
+    ("inconclusive", False): "inconclusive: the interval includes 0 (or there is a single seed)",
+    ("equivalent", True): "reproduced (equivalent): the whole interval lies inside the margin",
+    ("contradicted", True): "contradicted: the whole interval lies beyond the margin, on the side of a cost",
+    ("inconclusive", True): "inconclusive: the interval crosses the margin (or there is a single seed)",
+}
+
+
+def format_claims(results: Sequence[dict], labels: dict[str, str] | None = None) -> str:
+    """The answer in plain words, primary claims first: per claim its estimate, interval and verdict."""
+    labels = labels or {}
+    lines = []
+    for r in sorted(results, key=lambda r: not r["primary"]):
+        where = ", ".join(f"{k}={_plain(v)}" for k, v in r["where"].items())
+        effect = "log ratio" if r["transform"] == "log_ratio" else "difference"
+        interval = "no interval (one seed)" if r["low"] is None else f"[{r['low']:+.4g}, {r['high']:+.4g}]"
+        side = "higher" if r["direction"] > 0 else "lower"
+        test = (f"no cost: within ±{r['margin']:.3g}" if r["margin"] is not None
+                else f"paper: {labels.get(r['arm'], r['arm'])} {side}")
+        lines += [
+            f"{'PRIMARY' if r['primary'] else 'exploratory'}: {r['text']}",
+            f"  {r['verdict'].upper()}: {r['metric']}{f' [{where}]' if where else ''}, "
+            f"{labels.get(r['arm'], r['arm'])} vs {labels.get(r['baseline'], r['baseline'])}, {effect} "
+            f"{r['estimate']:+.4g} {interval} ({test}; {r['n']} paired seeds, 95% t-interval)",
+            f"  = {_MEANING[r['verdict'], r['margin'] is not None]}",
+        ]
+    return "\n".join(lines)

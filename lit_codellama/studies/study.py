@@ -3,7 +3,8 @@
     Study("fim_rate", question, presets={"tiny": Preset(...), "small": Preset(...), "paper": Preset(...)})
 
 A preset holds the base training config (the content of a `configs/train/*.yaml`, or its path), the arms, the
-evaluations with their settings, and the default number of seeds. `Study.runs` expands arms x seeds into runs in an
+evaluations with their settings, the claims under test (`Claim`, stated before any run), and the default number of
+seeds. `Study.runs` expands arms x seeds into runs in an
 order where every arm comes after the arm it starts from (`Arm.init_from`).
 """
 
@@ -48,6 +49,34 @@ class Arm:
     label: str = ""
 
 
+TRANSFORMS = ("difference", "log_ratio")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of the paper's findings as a test on the tidy table, stated before any result is seen.
+
+    text: the paper's claim, in words, with its source (e.g. "Table 5").
+    metric, where: the measurement (a `metric` of runs.csv) and its coordinates, e.g. `{"fraction": 1.0}`.
+    arm, baseline: the two arms compared seed by seed (same seed: same initialisation and data order).
+    transform: per seed, `difference` = arm - baseline, or `log_ratio` = ln(arm / baseline) (a relative change).
+    direction: the sign the paper's finding gives the transformed effect, +1 (arm higher) or -1 (arm lower).
+    margin: for a "no cost" claim, the equivalence margin on the transformed scale (e.g. 0.01 for a log ratio:
+        about 1%); `direction` then names which side is the cost. None for an effect claim.
+    primary: whether the study is designed (seeds, tokens) to resolve this claim; the rest are exploratory.
+    """
+
+    text: str
+    metric: str
+    arm: str
+    baseline: str
+    where: Mapping[str, Any] = field(default_factory=dict)
+    transform: str = "difference"
+    direction: int = 1
+    margin: float | None = None
+    primary: bool = True
+
+
 @dataclass(frozen=True)
 class Preset:
     """A study at one scale.
@@ -62,6 +91,7 @@ class Preset:
     evaluations: Mapping[str, Mapping[str, Any]]
     seeds: int = 3
     notes: str = ""
+    claims: tuple[Claim, ...] = ()
 
     def train_config(self, arm: str, root: Path) -> dict[str, Any]:
         """A fresh copy of the training config `arm` starts from (its own, or the preset's), before overrides."""
@@ -96,6 +126,7 @@ class Study:
         for name, preset in self.presets.items():
             _check_arms(f"study {self.name!r}, preset {name!r}", preset.arms)
             _check_evaluations(f"study {self.name!r}, preset {name!r}", preset.evaluations)
+            _check_claims(f"study {self.name!r}, preset {name!r}", preset.claims, preset.arms)
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:
@@ -138,6 +169,22 @@ def _check_evaluations(where: str, evaluations: Mapping[str, Mapping[str, Any]])
             inspect.signature(EVALUATIONS[name]).bind(None, **settings)
         except TypeError as e:
             raise ConfigError(f"{where}: evaluation {name!r} settings {dict(settings)}: {e}") from None
+
+
+def _check_claims(where: str, claims: tuple[Claim, ...], arms: Mapping[str, Arm]) -> None:
+    for claim in claims:
+        what = f"{where}: claim {claim.text!r}"
+        for arm in (claim.arm, claim.baseline):
+            if arm not in arms:
+                raise ConfigError(f"{what} compares unknown arm {arm!r}; arms: {sorted(arms)}")
+        if claim.arm == claim.baseline:
+            raise ConfigError(f"{what} compares arm {claim.arm!r} with itself; give two different arms")
+        if claim.transform not in TRANSFORMS:
+            raise ConfigError(f"{what}: transform {claim.transform!r} must be one of {TRANSFORMS}")
+        if claim.direction not in (1, -1):
+            raise ConfigError(f"{what}: direction must be +1 (arm higher) or -1 (arm lower), got {claim.direction!r}")
+        if claim.margin is not None and not claim.margin > 0:
+            raise ConfigError(f"{what}: margin must be positive (or None for an effect claim), got {claim.margin!r}")
 
 
 def _dependency_order(arms: Mapping[str, Arm]) -> list[str]:

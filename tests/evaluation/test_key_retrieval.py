@@ -1,6 +1,20 @@
-import pytest
+import math
+import random
+from types import SimpleNamespace
 
-from lit_codellama.evaluation.key_retrieval import QUESTION, answer, key_retrieval_accuracy, key_retrieval_prompts
+import pytest
+import torch
+
+from lit_codellama.evaluation.key_retrieval import (
+    QUESTION,
+    TEMPLATES,
+    answer,
+    distractors,
+    key_retrieval_accuracy,
+    key_retrieval_prompts,
+    key_retrieval_ranking,
+    rank_candidates,
+)
 
 
 def test_prompts_fit_the_length_and_hide_the_key_at_its_position(tokenizer, stdlib_texts):
@@ -28,3 +42,60 @@ def test_accuracy_per_cell(tiny_model, tokenizer, stdlib_texts, tmp_path):
         (64, 0.0, 2), (64, 0.4, 2), (128, 0.0, 2), (128, 0.4, 2)]
     assert summary["accuracy"] == 0.0  # an untrained model does not find the key
     assert (tmp_path / "results.jsonl").read_text().count('"correct": false') == 8
+
+
+class Copier(torch.nn.Module):
+    """An ideal induction head: after a token it predicts, with near certainty, the token that followed the
+    longest earlier repeat (at least 4 tokens) of the text just read; elsewhere every token is equally likely."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.output = torch.nn.Linear(1, 1)
+        self.config = SimpleNamespace(rope_theta=1e4, rope_scaling=1.0)
+
+    def forward(self, idx, mask=None):
+        logits = torch.zeros(*idx.shape, self.vocab_size)
+        for b, row in enumerate(idx.tolist()):
+            for t in range(len(row)):
+                best, follower = 3, None
+                for s in range(t):
+                    n = 0
+                    while n <= s and row[s - n] == row[t - n]:
+                        n += 1
+                    if n > best:
+                        best, follower = n, row[s + 1]
+                if follower is not None:
+                    logits[b, t, follower] = 30.0
+        return logits
+
+
+class Uniform(Copier):
+    def forward(self, idx, mask=None):
+        return torch.zeros(*idx.shape, self.vocab_size)
+
+
+def test_one_hop_prompts_repeat_the_text_before_the_key():
+    definition, question = TEMPLATES["one_hop"]
+    assert question.strip() + " {key}" == definition.strip()
+
+
+def test_a_perfect_copier_ranks_the_key_first_and_a_uniform_model_is_at_chance(tokenizer, stdlib_texts):
+    settings = dict(lengths=[48, 96], positions=[0.0, 0.5], n_per_cell=2, k=4, filler_texts=stdlib_texts)
+    copier = key_retrieval_ranking(Copier(tokenizer.vocab_size), tokenizer, **settings)
+    assert copier["top1"] == 1.0
+    assert all(c["nats_above_chance"] == pytest.approx(math.log(4), abs=1e-3) for c in copier["cells"])
+    uniform = key_retrieval_ranking(Uniform(tokenizer.vocab_size), tokenizer, **settings)
+    # Candidates tie unless they tokenize to different counts: the key is first about 1/k of the time.
+    assert uniform["top1"] <= 0.5 and all(abs(c["nats_above_chance"]) < 0.5 * math.log(4) for c in uniform["cells"])
+    assert [(c["length"], c["position"], c["n"]) for c in copier["cells"]] == [
+        (48, 0.0, 2), (48, 0.5, 2), (96, 0.0, 2), (96, 0.5, 2)]
+
+
+def test_candidate_ranking_breaks_ties_at_random_and_measures_the_keys_share():
+    assert rank_candidates([1.0, 2.0, 3.0]) == (1.0, pytest.approx(-math.log(1 + math.exp(-1) + math.exp(-2))))
+    assert rank_candidates([2.0, 2.0, 1.0])[0] == 0.0
+    top1, share = rank_candidates([2.0, 2.0, 2.0, 5.0])
+    assert top1 == pytest.approx(1 / 3) and share == pytest.approx(-math.log(3 + math.exp(-3)))
+    values = distractors(48213, 10, random.Random(0))
+    assert len(set(values)) == 9 and 48213 not in values and all(10_000 <= v < 100_000 for v in values)

@@ -9,6 +9,7 @@ import nbformat
 import pandas as pd
 import pytest
 import torch
+import yaml
 from nbclient import NotebookClient
 
 from lit_codellama.studies.cli import load_study, run_cli
@@ -61,14 +62,17 @@ def test_tiny_study_writes_a_tidy_table_with_every_run_and_metric(results, name)
 
 @pytest.mark.slow
 def test_fine_tuned_arms_start_from_their_parents_weights(results):
-    config = (results["rope_base"] / "runs" / "lcft_theta1e6" / "seed=0" / "config.yaml").read_text()
+    from lit_codellama.studies.configs import ROPE
+
+    config = yaml.safe_load((results["rope_base"] / "runs" / "lcft_raised_theta" / "seed=0" / "config.yaml").read_text())
     parent = results["rope_base"] / "runs" / "pretrain" / "seed=0" / "model"
-    assert f"init_checkpoint: {parent.resolve()}" in config
-    assert "rope_theta: 1000000.0" in config
+    assert config["model"]["init_checkpoint"] == str(parent.resolve())
+    assert config["model"]["model_config"]["rope_theta"] == ROPE["tiny"]["lcft_theta"]  # the derived raised base
     arms = json.loads((results["rope_base"] / "study.json").read_text())["arms"]
     tokenizer_vocab = Tokenizer(parent / "tokenizer.model").vocab_size
     assert arms["pretrain"]["model_config"]["vocab_size"] == tokenizer_vocab  # as trained, not the preset's
-    assert (arms["pretrain"]["model_config"]["rope_theta"], arms["lcft_theta1e6"]["model_config"]["rope_theta"]) == (1e4, 1e6)
+    assert (arms["pretrain"]["model_config"]["rope_theta"], arms["lcft_raised_theta"]["model_config"]["rope_theta"]) \
+        == (ROPE["tiny"]["pretrain_theta"], ROPE["tiny"]["lcft_theta"])
     inference_only = next(arm for arm in arms.values() if not arm["train"] and arm["rope"])
     assert inference_only["model_config"] == {**arms[inference_only["init_from"]]["model_config"], **inference_only["rope"]}
 
@@ -132,3 +136,14 @@ def test_notebook_runs_headless_on_the_tiny_results(results, name, monkeypatch):
     ).execute()
     figures = sorted((results[name] / "figures").glob("*.png"))
     assert figures and all(f.stat().st_size > 10_000 for f in figures)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_every_claim_of_a_tiny_study_recomputes_from_runs_csv(results, name):
+    from lit_codellama.studies.analysis import StudyResults
+
+    info = json.loads((results[name] / "study.json").read_text())
+    assert len(info["claims"]) == len(load_study(name).preset("tiny").claims) > 0
+    assert all(c["verdict"] in ("reproduced", "contradicted", "equivalent", "inconclusive") for c in info["claims"])
+    assert StudyResults(results[name]).claims() == info["claims"]

@@ -8,7 +8,9 @@ import yaml
 
 from lit_codellama.config import set_dotted
 from lit_codellama.errors import ConfigError
-from lit_codellama.studies import Arm, Plan, Preset, Run, Study, collect
+from lit_codellama.studies import Arm, Plan, Preset, Run, Study, collect, execute
+from lit_codellama.studies.analysis import StudyResults
+from lit_codellama.studies.study import Claim
 from lit_codellama.studies.runner import _log_to, pending_runs
 
 BASE = {
@@ -91,7 +93,7 @@ def finish(plan: Plan, run: Run, measurements: list[dict]) -> None:
     run_dir = plan.run_dir(run)
     run_dir.mkdir(parents=True)
     (run_dir / "arm.yaml").write_text(yaml.safe_dump(plan.definition(run), sort_keys=False))
-    (run_dir / "metrics.json").write_text(json.dumps({"measurements": measurements}))
+    (run_dir / "metrics.json").write_text(json.dumps({"measurements": measurements, "timings": {"train_s": 1.0}}))
 
 
 def test_finished_runs_are_skipped_and_the_rest_stay_pending(tmp_path):
@@ -140,8 +142,11 @@ def test_unknown_evaluations_and_settings_are_rejected_when_the_study_is_declare
         Study("bad", "?", {"small": Preset(BASE, {"a": Arm()}, evaluations=evaluations)})
 
 
-@pytest.mark.parametrize("name", ["fim_rate", "rope_base", "long_context"])
-@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+@pytest.mark.parametrize(
+    "name, preset",
+    [(name, preset) for name in ("fim_rate", "rope_base", "long_context") for preset in ("tiny", "small", "paper")]
+    + [("fim_rate", "scaling")],
+)
 def test_every_preset_of_every_study_resolves_to_runnable_configs(name, preset, tmp_path, capsys):
     from lit_codellama.studies.cli import load_study, run_cli
 
@@ -172,3 +177,53 @@ def test_a_runs_lightning_chatter_goes_to_its_log_and_only_warnings_reach_the_co
     assert "GPU available" in log and "checkpoint directory is not empty" in log
     assert "GPU available" not in screen.getvalue() and "checkpoint directory is not empty" in screen.getvalue()
     assert "after the run" in screen.getvalue()  # the console is restored afterwards
+
+
+def test_claims_comparing_unknown_arms_or_with_a_bad_transform_are_rejected_when_the_study_is_declared():
+    arms = {"a": Arm(), "b": Arm()}
+    for bad, message in [
+        (Claim("?", "val_loss", "a", "c"), "compares unknown arm 'c'"),
+        (Claim("?", "val_loss", "a", "b", transform="ratio"), "transform 'ratio'"),
+        (Claim("?", "val_loss", "a", "b", margin=-0.1), "margin must be positive"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            Study("bad", "?", {"small": Preset(BASE, arms, evaluations={}, claims=(bad,))})
+
+
+def test_study_json_claims_recompute_from_runs_csv_and_the_answer_is_printed_first(tmp_path, capsys):
+    claims = (Claim("θ matters", "val_loss", "lcft", "pretrain", direction=-1),
+              Claim("no cost", "perplexity", "lcft", "pretrain", where={"length": 128}, transform="log_ratio",
+                    margin=0.05, primary=False))
+    study = lcft_study()
+    preset = study.preset("small")
+    study = Study("lcft", "does it work?", {"small": Preset(BASE, preset.arms, preset.evaluations, seeds=3,
+                                                            claims=claims)})
+    plan = Plan.make(study, "small", out=tmp_path)
+    for run in plan.runs:
+        lcft = run.arm == "lcft"
+        finish(plan, run, [{"metric": "val_loss", "value": 2.0 + run.seed - 0.1 * lcft - 0.01 * run.seed * lcft},
+                           *({"metric": "perplexity", "length": n, "value": 10.0 + run.seed + n / 1e3 * lcft}
+                             for n in (64, 128))])
+    execute(plan)
+    printed = capsys.readouterr().out
+    info = json.loads((tmp_path / "study.json").read_text())
+    assert [c["verdict"] for c in info["claims"]] == ["reproduced", "equivalent"]  # +1.2% [0.9%, 1.4%]: inside ±5%
+    assert info["claims"] == StudyResults(tmp_path).claims()
+    answer, table = printed.index("PRIMARY: θ matters"), printed.index("val_loss  ")
+    assert answer < printed.index("exploratory: no cost") < table
+
+
+def test_the_scaling_preset_trains_each_size_on_the_same_tokens_per_parameter(tmp_path):
+    from lit_codellama.studies.cli import load_study
+    from lit_codellama.studies.configs import non_embedding_parameters
+
+    plan = Plan.make(load_study("fim_rate"), "scaling", out=tmp_path)
+    ratios, sizes = {}, set()
+    for run in plan.runs:
+        config = plan.train_config(run)
+        model = {k: v for k, v in config["model"]["model_config"].items() if k not in ("preset", "block_size")}
+        tokens = config["trainer"]["max_steps"] * config["data"]["batch_size"] * config["data"]["seq_len"]
+        sizes.add(non_embedding_parameters("cl-1m", **model))
+        ratios[run.arm] = tokens / non_embedding_parameters("cl-1m", **model)
+        assert config["trainer"]["max_steps"] == 4 * config["trainer"]["val_check_interval"]  # validates each quarter
+    assert len({round(r, 1) for r in ratios.values()}) == 1 and len(ratios) == 6 and len(sizes) == 3
