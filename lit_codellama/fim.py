@@ -10,9 +10,11 @@ where EncI is `encode_infilling` (no implicit leading space). A prompt is the sa
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from lit_codellama.errors import ConfigError
 from lit_codellama.tokenizer import Tokenizer
 
 Rng = random.Random | np.random.Generator
@@ -27,6 +29,34 @@ def infilling_prompt(tok: Tokenizer, prefix: str, suffix: str, suffix_first: boo
 
 
 @dataclass(frozen=True)
+class FIMConfig:
+    """How training documents become FIM samples: the one value the data module's `fim_rate`, `spm_rate` and
+    `fim_level` travel as, down to `draw_split`.
+
+    fim_rate: probability that a document (piece) becomes a FIM sample; 0 trains left-to-right only.
+    spm_rate: share of FIM samples in SPM rather than PSM order.
+    fim_level: "document" (the paper: before packing, never cut) or "context" (BigCode: after packing).
+    """
+
+    fim_rate: float = 0.0
+    spm_rate: float = 0.5
+    fim_level: Literal["document", "context"] = "document"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "fim_rate must be in [0, 1]": 0 <= self.fim_rate <= 1,
+            "spm_rate must be in [0, 1]": 0 <= self.spm_rate <= 1,
+            "fim_level must be 'document' or 'context'": self.fim_level in ("document", "context"),
+        }
+        problems = [message for message, ok in checks.items() if not ok]
+        if problems:
+            raise ConfigError(f"FIM settings {self}: " + "; ".join(problems))
+
+
+PAPER_FIM = FIMConfig(fim_rate=0.9, spm_rate=0.5)  # Code Llama §2.3
+
+
+@dataclass(frozen=True)
 class FIMSplit:
     """A document cut into three pieces (any may be empty), to be laid out as SPM or PSM."""
 
@@ -36,13 +66,13 @@ class FIMSplit:
     spm: bool
 
 
-def draw_split(text: str, rng: Rng, fim_rate: float = 0.9, spm_rate: float = 0.5) -> FIMSplit | None:
+def draw_split(text: str, rng: Rng, fim: FIMConfig = PAPER_FIM) -> FIMSplit | None:
     """The one place FIM draws: None (keep the document whole) with probability 1 - fim_rate, else a split at two
     character positions drawn uniformly and independently from [0, len(text)], SPM with probability spm_rate."""
-    if rng.random() >= fim_rate:  # random() is in [0, 1) for both kinds of rng
+    if rng.random() >= fim.fim_rate:  # random() is in [0, 1) for both kinds of rng
         return None
     i, j = sorted(_randint(rng, len(text)) for _ in range(2))
-    return FIMSplit(text[:i], text[i:j], text[j:], spm=rng.random() < spm_rate)
+    return FIMSplit(text[:i], text[i:j], text[j:], spm=rng.random() < fim.spm_rate)
 
 
 def fim_sample(tok: Tokenizer, split: FIMSplit) -> list[int]:
@@ -70,18 +100,17 @@ def parse_fim_sample(ids: Sequence[int], tok: Tokenizer, spm: bool) -> FIMSplit:
     return FIMSplit(prefix, tok.decode_infilling(ids[mid + 1 : -1]), suffix, spm)
 
 
-def apply_fim(text: str, tok: Tokenizer, rng: Rng, fim_rate: float = 0.9, spm_rate: float = 0.5) -> list[int]:
-    """With probability `fim_rate` a FIM sample of `text` (SPM with probability `spm_rate`), else `<s> text </s>`."""
-    split = draw_split(text, rng, fim_rate, spm_rate)
+def apply_fim(text: str, tok: Tokenizer, rng: Rng, fim: FIMConfig = PAPER_FIM) -> list[int]:
+    """With probability `fim.fim_rate` a FIM sample of `text` (SPM with probability `fim.spm_rate`), else
+    `<s> text </s>`."""
+    split = draw_split(text, rng, fim)
     return tok.encode(text, bos=True, eos=True) if split is None else fim_sample(tok, split)
 
 
-def apply_context_fim(
-    ids: Sequence[int], tok: Tokenizer, rng: Rng, fim_rate: float = 0.9, spm_rate: float = 0.5
-) -> list[int]:
+def apply_context_fim(ids: Sequence[int], tok: Tokenizer, rng: Rng, fim: FIMConfig = PAPER_FIM) -> list[int]:
     """Context-level FIM (BigCode Megatron) on a packed context of `<s> doc </s>` runs; keeps `len(ids)`.
 
-    Each whole document (from <s> to </s>) is decoded, split and re-encoded with probability `fim_rate`;
+    Each whole document (from <s> to </s>) is decoded, split and re-encoded with probability `fim.fim_rate`;
     documents cut by the context's edges are left alone, as in Code Llama. The result is truncated to
     `len(ids)` or padded with `tok.pad_id` (= EOS).
     """
@@ -89,7 +118,7 @@ def apply_context_fim(
     out: list[int] = []
     for doc in _split_after_eos(ids, tok.eos_id):
         whole = len(doc) >= 2 and doc[0] == tok.bos_id and doc[-1] == tok.eos_id
-        split = draw_split(tok.decode(doc[1:-1]), rng, fim_rate, spm_rate) if whole else None
+        split = draw_split(tok.decode(doc[1:-1]), rng, fim) if whole else None
         out.extend(doc if split is None else fim_sample(tok, split))
     return out[: len(ids)] + [tok.pad_id] * (len(ids) - len(out))
 

@@ -5,7 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lit_codellama.errors import ConfigError
 from lit_codellama.fim import (
+    FIMConfig,
     FIMSplit,
     apply_context_fim,
     apply_fim,
@@ -73,7 +75,7 @@ def test_fim_sample_reassembles_to_document(tokenizer, text, cuts, spm):
 @settings(deadline=None)
 @given(text=TEXT, seed=st.integers(0, 2**32 - 1))
 def test_drawn_samples_reassemble_to_document(tokenizer, text, seed):
-    split = draw_split(text, random.Random(seed), fim_rate=1.0)
+    split = draw_split(text, random.Random(seed), FIMConfig(fim_rate=1.0))
     parts = parse_fim_sample(fim_sample(tokenizer, split), tokenizer, split.spm)
     assert split.prefix + split.middle + split.suffix == parts.prefix + parts.middle + parts.suffix == text
 
@@ -90,7 +92,7 @@ def test_parse_rejects_other_layouts(tokenizer):
 @pytest.mark.parametrize(("fim_rate", "spm_rate"), [(0.0, 0.5), (1.0, 0.0), (1.0, 1.0), (0.5, 0.5), (0.9, 0.3)])
 def test_fim_and_spm_rates(make_rng, fim_rate, spm_rate):
     rng, n = make_rng(0), 4000
-    splits = [draw_split(CODE, rng, fim_rate, spm_rate) for _ in range(n)]
+    splits = [draw_split(CODE, rng, FIMConfig(fim_rate, spm_rate)) for _ in range(n)]
     fim = [s for s in splits if s is not None]
     assert len(fim) / n == pytest.approx(fim_rate, abs=0.04)  # > 5 standard deviations
     if fim:
@@ -102,7 +104,7 @@ def test_split_points_are_uniform_and_pieces_may_be_empty(make_rng):
     rng, text, n = make_rng(0), "abcd", 15_000
     counts = np.zeros((5, 5))
     for _ in range(n):
-        split = draw_split(text, rng, fim_rate=1.0)
+        split = draw_split(text, rng, FIMConfig(fim_rate=1.0))
         assert split.prefix + split.middle + split.suffix == text
         counts[len(split.prefix), len(split.prefix) + len(split.middle)] += 1
     # two independent uniform cuts over 5 positions, sorted: P(i, j) = 2/25 for i < j and 1/25 for i == j
@@ -112,8 +114,8 @@ def test_split_points_are_uniform_and_pieces_may_be_empty(make_rng):
 
 def test_apply_fim_rate_extremes(tokenizer):
     rng = random.Random(0)
-    assert apply_fim(CODE, tokenizer, rng, fim_rate=0.0) == tokenizer.encode(CODE, bos=True, eos=True)
-    sample = apply_fim(CODE, tokenizer, rng, fim_rate=1.0)
+    assert apply_fim(CODE, tokenizer, rng, FIMConfig(fim_rate=0.0)) == tokenizer.encode(CODE, bos=True, eos=True)
+    sample = apply_fim(CODE, tokenizer, rng, FIMConfig(fim_rate=1.0))
     assert sample[:2] == [tokenizer.bos_id, tokenizer.prefix_id] and sample[-1] == tokenizer.eot_id
 
 
@@ -135,8 +137,8 @@ def test_context_fim_keeps_the_context_length_and_cut_documents(tokenizer):
     docs = ["import os\n", "def f():\n    return 1\n", "x = [1, 2]\n", "class B:\n    pass\n"]
     packed = pack(tokenizer, docs)
     context = packed[3:-4]  # cuts the first and the last document
-    assert apply_context_fim(context, tokenizer, random.Random(0), fim_rate=0.0) == context
-    out = apply_context_fim(context, tokenizer, random.Random(0), fim_rate=1.0, spm_rate=0.0)
+    assert apply_context_fim(context, tokenizer, random.Random(0), FIMConfig(fim_rate=0.0)) == context
+    out = apply_context_fim(context, tokenizer, random.Random(0), FIMConfig(fim_rate=1.0, spm_rate=0.0))
     first_eos = context.index(tokenizer.eos_id) + 1
     assert len(out) == len(context) and out[:first_eos] == context[:first_eos]
     second = out[first_eos : out.index(tokenizer.eot_id) + 1]
@@ -148,7 +150,7 @@ def test_context_fim_pads_with_eos_when_the_samples_get_shorter(tokenizer):
     text = "return value"  # spelled in byte pieces, far longer than the tokenizer's own encoding
     spelled = [tokenizer.processor.piece_to_id(f"<0x{b:02X}>") for b in text.encode()]
     context = [tokenizer.bos_id, *spelled, tokenizer.eos_id]
-    out = apply_context_fim(context, tokenizer, random.Random(0), fim_rate=1.0, spm_rate=1.0)
+    out = apply_context_fim(context, tokenizer, random.Random(0), FIMConfig(fim_rate=1.0, spm_rate=1.0))
     sample = out[: out.index(tokenizer.eot_id) + 1]
     assert len(out) == len(context) and out[len(sample) :] == [tokenizer.pad_id] * (len(context) - len(sample))
     parts = parse_fim_sample(sample, tokenizer, spm=True)
@@ -160,3 +162,12 @@ def test_context_fim_pads_with_eos_when_the_samples_get_shorter(tokenizer):
 def test_context_fim_preserves_length(tokenizer, docs, start, size):
     context = pack(tokenizer, docs)[start : start + size]
     assert len(apply_context_fim(context, tokenizer, random.Random(start))) == len(context)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"fim_rate": 1.5}, "fim_rate must be in"), ({"spm_rate": -0.1}, "spm_rate must be in"),
+    ({"fim_level": "token"}, "fim_level must be 'document' or 'context'"),
+])
+def test_fim_config_rejects_rates_outside_zero_one_and_unknown_levels(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        FIMConfig(**settings)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+from dataclasses import asdict
 from functools import cached_property
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ from lit_codellama.data.packing import DocumentReader, TrainStream, to_example, 
 from lit_codellama.data.recipe import DataError, load_recipe
 from lit_codellama.data.split import CONTINUED, VALIDATION, hash_unit
 from lit_codellama.errors import ConfigError
+from lit_codellama.fim import FIMConfig
 from lit_codellama.tokenizer import Tokenizer
 
 
@@ -42,6 +44,7 @@ class CodeDataModule(L.LightningDataModule):
         fim_rate: probability that a document (piece) becomes a FIM sample; 0 trains left-to-right only.
         spm_rate: share of FIM samples in SPM rather than PSM order.
         fim_level: "document" (the paper: before packing, never cut) or "context" (BigCode: after packing).
+            The three travel on as one `fim.FIMConfig`, `self.fim`.
         seed: drives the order of documents per epoch and the FIM draws.
         num_workers: DataLoader worker processes.
         val_fraction: share of documents (by content hash) held out for validation.
@@ -81,13 +84,11 @@ class CodeDataModule(L.LightningDataModule):
         num_proc: int | None = None,
     ):
         super().__init__()
+        self.fim = FIMConfig(fim_rate, spm_rate, fim_level)  # checks its three values
         checks = {
             "give data_dir (a built corpus) or recipe (e.g. 'default')": data_dir is not None or recipe is not None,
             "seq_len must be >= 16": seq_len >= 16,
             "batch_size must be >= 1": batch_size >= 1,
-            "fim_rate must be in [0, 1]": 0 <= fim_rate <= 1,
-            "spm_rate must be in [0, 1]": 0 <= spm_rate <= 1,
-            "fim_level must be 'document' or 'context'": fim_level in ("document", "context"),
             "val_fraction must be in [0, 1)": 0 <= val_fraction < 1,
             "num_workers must be >= 0": num_workers >= 0,
             "stage must be 'pretraining' or 'continued'": stage in ("pretraining", "continued"),
@@ -102,7 +103,7 @@ class CodeDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.data_dir, self.recipe = data_dir, recipe
         self.seq_len, self.batch_size, self.num_workers = seq_len, batch_size, num_workers
-        self.fim_rate, self.spm_rate, self.fim_level, self.seed = fim_rate, spm_rate, fim_level, seed
+        self.seed = seed
         self.val_fraction, self.min_doc_tokens, self.num_proc = val_fraction, min_doc_tokens, num_proc
         self.stage, self.continued_fraction, self.contiguous = stage, continued_fraction, contiguous
         self.max_document_share, self.token_budget = max_document_share, token_budget
@@ -147,9 +148,9 @@ class CodeDataModule(L.LightningDataModule):
                 f"min_doc_tokens={self.min_doc_tokens} (it has {len(sha)} documents); change them or build a larger "
                 "corpus"
             )
-        if self.fim_rate > 0 and not self.tokenizer.has_infilling:
+        if self.fim.fim_rate > 0 and not self.tokenizer.has_infilling:
             raise ConfigError(
-                f"CodeDataModule: fim_rate={self.fim_rate} but the tokenizer of {self.corpus.path} has no "
+                f"CodeDataModule: fim_rate={self.fim.fim_rate} but the tokenizer of {self.corpus.path} has no "
                 "infilling pieces; use fim_rate=0 or a corpus whose tokenizer has them"
             )
         self._val_docs = sorted(val, key=lambda i: sha[i])  # an order that does not depend on the build
@@ -187,9 +188,7 @@ class CodeDataModule(L.LightningDataModule):
         self._stream = TrainStream(
             self._reader,
             self._train_docs,
-            fim_rate=self.fim_rate,
-            spm_rate=self.spm_rate,
-            fim_level=self.fim_level,
+            fim=self.fim,
             contiguous=self.contiguous,
             token_budget=self.run_token_budget(world_size),
             max_document_share=self.max_document_share,
@@ -246,9 +245,7 @@ class CodeDataModule(L.LightningDataModule):
             "seq_len": self.seq_len,
             "world_size": world_size,
             "num_workers": self.num_workers,
-            "fim_rate": self.fim_rate,
-            "spm_rate": self.spm_rate,
-            "fim_level": self.fim_level,
+            **asdict(self.fim),
             "stage": self.stage,
             "continued_fraction": self.continued_fraction,
             "min_doc_tokens": self.min_doc_tokens,

@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from lit_codellama.data.recipe import DataError
-from lit_codellama.fim import apply_context_fim, draw_split, fim_sample
+from lit_codellama.fim import FIMConfig, apply_context_fim, draw_split, fim_sample
 from lit_codellama.tokenizer import Tokenizer
 
 MAX_WAITING = 128  # FIM samples of nearly a context wait for a fresh one; in a shuffled stream, waiting costs nothing
@@ -183,8 +183,7 @@ class DocumentReader:
         self,
         doc: int,
         epoch: int,
-        fim_rate: float = 0.0,
-        spm_rate: float = 0.5,
+        fim: FIMConfig = FIMConfig(),
         span: tuple[int, int] | None = None,
         max_tokens: int | None = None,
     ) -> Iterator[Sample]:
@@ -192,7 +191,7 @@ class DocumentReader:
         (seed, epoch, doc, span start)."""
         rng = np.random.default_rng((self.seed, epoch, doc, span[0] if span else 0))
         for text, plain in self.pieces(doc, span, max_tokens):
-            split = draw_split(text, rng, fim_rate, spm_rate) if fim_rate > 0 else None
+            split = draw_split(text, rng, fim) if fim.fim_rate > 0 else None
             if split is None:
                 yield Sample(plain, doc=doc)
             elif len(ids := fim_sample(self.tokenizer, split)) <= self.seq_len + 1:
@@ -325,9 +324,7 @@ class TrainStream(ShardedStream):
         reader: DocumentReader,
         docs: Sequence[int],
         *,
-        fim_rate: float = 0.0,
-        spm_rate: float = 0.5,
-        fim_level: str = "document",
+        fim: FIMConfig = FIMConfig(),
         contiguous: bool = False,
         token_budget: int | None = None,
         max_document_share: float = 0.01,
@@ -338,7 +335,7 @@ class TrainStream(ShardedStream):
     ):
         super().__init__(rank, world_size, batch_size, start_batch)
         self.reader = reader
-        self.fim_rate, self.spm_rate, self.fim_level = fim_rate, spm_rate, fim_level
+        self.fim = fim
         self.plan = plan_pieces(
             reader,
             docs,
@@ -359,21 +356,21 @@ class TrainStream(ShardedStream):
 
     def contexts(self, shard: int, num_shards: int) -> Iterator[list[int]]:
         size, seed = self.reader.seq_len + 1, self.reader.seed
-        if self.fim_level == "document":
-            yield from pack(self.samples(shard, num_shards, self.fim_rate), size)
+        if self.fim.fim_level == "document":
+            yield from pack(self.samples(shard, num_shards, self.fim), size)
             return
-        for i, context in enumerate(pack(self.samples(shard, num_shards, 0.0), size)):
-            if self.fim_rate > 0:
+        for i, context in enumerate(pack(self.samples(shard, num_shards, FIMConfig()), size)):
+            if self.fim.fim_rate > 0:
                 rng = np.random.default_rng((seed, shard, num_shards, i))
-                context = apply_context_fim(context, self.reader.tokenizer, rng, self.fim_rate, self.spm_rate)
+                context = apply_context_fim(context, self.reader.tokenizer, rng, self.fim)
             yield context
 
-    def samples(self, shard: int, num_shards: int, fim_rate: float) -> Iterator[Sample]:
+    def samples(self, shard: int, num_shards: int, fim: FIMConfig) -> Iterator[Sample]:
         plan = self.plan
         for epoch in itertools.count():
             for i in self.shard_pieces(epoch, shard, num_shards):
                 span = (int(plan.start[i]), int(plan.end[i]))
-                yield from self.reader.samples(int(plan.doc[i]), epoch, fim_rate, self.spm_rate, span, plan.max_tokens)
+                yield from self.reader.samples(int(plan.doc[i]), epoch, fim, span, plan.max_tokens)
 
     def shard_pieces(self, epoch: int, shard: int, num_shards: int) -> np.ndarray:
         """Indices into `plan` of the pieces that shard `shard` of `num_shards` visits in `epoch`, in order."""

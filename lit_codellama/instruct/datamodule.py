@@ -159,7 +159,7 @@ class InstructDataModule(CodeDataModule):
         self._check_resumable(world_size)
         require_bounded_run(self.trainer, type(self).__name__)
         rehearsal = {
-            name: TrainStream(self._reader, docs, fim_rate=self.fim_rate, spm_rate=self.spm_rate, fim_level=self.fim_level)
+            name: TrainStream(self._reader, docs, fim=self.fim)
             for name, docs in self._rehearsal_docs.items()
         }
         weights = {INSTRUCT: 1 - sum(self.rehearsal.values()), **{n: self.rehearsal[n] for n in rehearsal}}

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from lit_codellama.data import CodeDataModule, build_corpus, load_recipe
 from lit_codellama.data.packing import TrainStream
 from lit_codellama.errors import ConfigError
+from lit_codellama.fim import FIMConfig
 
 SEQ_LEN, BATCH = 32, 4
 
@@ -25,6 +26,11 @@ def datamodule(corpus, **kwargs) -> CodeDataModule:
 
 def first_batches(loader, n):
     return [batch["input_ids"] for batch in itertools.islice(loader, n)]
+
+
+def test_the_fim_settings_travel_to_the_stream_as_one_fim_config(corpus):
+    dm = datamodule(corpus, fim_rate=0.5, spm_rate=0.25, fim_level="context")
+    assert dm.train_stream().fim == dm.fim == FIMConfig(fim_rate=0.5, spm_rate=0.25, fim_level="context")
 
 
 def test_batches_are_inputs_and_next_token_labels(corpus):
@@ -69,7 +75,7 @@ def test_same_seed_same_batches_other_seed_other_batches(corpus):
 
 def test_two_ranks_and_their_workers_see_disjoint_pieces(corpus):
     dm = datamodule(corpus, fim_rate=0.9)
-    streams = [TrainStream(dm._reader, dm._train_docs, fim_rate=0.9, rank=r, world_size=2) for r in range(2)]
+    streams = [TrainStream(dm._reader, dm._train_docs, fim=FIMConfig(0.9), rank=r, world_size=2) for r in range(2)]
     for epoch in range(2):  # shard = rank * workers + worker
         shards = [set(streams[0].shard_pieces(epoch, shard, 4)) for shard in range(4)]
         assert sum(map(len, shards)) == len(set().union(*shards)) == len(streams[0].plan)
@@ -106,7 +112,7 @@ def test_no_document_exceeds_its_share_of_a_run(tmp_path, tree, tokenizer_path, 
     def shares(**kwargs):
         dm = CodeDataModule(str(corpus.path), seq_len=SEQ_LEN, batch_size=BATCH, val_fraction=0.1, **kwargs)
         tokens, seen = collections.Counter(), 0
-        for sample in dm.train_stream().samples(0, 1, 0.0):
+        for sample in dm.train_stream().samples(0, 1, FIMConfig()):
             if seen >= budget:
                 return max(tokens.values()) / budget, dm
             tokens[sample.doc] += len(sample.ids)

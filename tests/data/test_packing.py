@@ -15,6 +15,7 @@ from lit_codellama.data.packing import (
     split_document,
     split_lines,
 )
+from lit_codellama.fim import FIMConfig
 
 SEQ_LEN = 64
 
@@ -110,7 +111,7 @@ def test_fim_samples_beyond_the_wait_are_packed_left_to_right():
 
 def stream(reader, fim_rate, fim_level="document", **kwargs):
     docs = range(len(reader.documents))
-    return TrainStream(reader, docs, fim_rate=fim_rate, fim_level=fim_level, **kwargs)
+    return TrainStream(reader, docs, fim=FIMConfig(fim_rate, fim_level=fim_level), **kwargs)
 
 
 def contexts_of(train_stream, n):
@@ -155,7 +156,7 @@ def test_more_shards_than_pieces_is_a_clear_error(reader):
 
 
 def test_the_pieces_of_a_document_are_spread_over_the_epoch(reader):
-    samples = list(itertools.islice(stream(reader, fim_rate=0.0).samples(0, 1, 0.0), 300))
+    samples = list(itertools.islice(stream(reader, fim_rate=0.0).samples(0, 1, FIMConfig()), 300))
     docs = [s.doc for s in samples]
     assert max(docs.count(d) for d in set(docs)) >= 5  # documents of several pieces are in the sample
     back_to_back = sum(a == b for a, b in itertools.pairwise(docs))

@@ -88,7 +88,7 @@ class SplitBatches(CodeDataModule):
 
     def train_dataloader(self):
         world_size, rank = self.trainer.world_size, self.trainer.global_rank
-        stream = TrainStream(self._reader, self._train_docs, fim_rate=self.fim_rate, spm_rate=self.spm_rate,
+        stream = TrainStream(self._reader, self._train_docs, fim=self.fim,
                              batch_size=self.batch_size)
         per_rank = _RankSlice(stream, self.batch_size, rank, world_size)
         return DataLoader(per_rank, batch_size=self.batch_size // world_size)
