@@ -21,29 +21,29 @@ from __future__ import annotations
 
 import math
 
-LLAMA2 = {"theta": 1e4, "length": 4096}  # Llama 2's pretraining window and base
-CODE_LLAMA = {"theta": 1e6, "length": 16384}  # Code Llama's long-context fine-tuning window and base
+LLAMA2 = {"rope_theta": 1e4, "length": 4096}  # Llama 2's pretraining window and base
+CODE_LLAMA = {"rope_theta": 1e6, "length": 16384}  # Code Llama's long-context fine-tuning window and base
 PAPER_HEAD_SIZE = 128
 
 
-def critical_fraction(theta: float, length: int) -> float:
+def critical_fraction(rope_theta: float, length: int) -> float:
     """log_θ(L / 2π): the share of rotary pairs whose period is at most the window, before rounding to a pair."""
-    return math.log(length / (2 * math.pi)) / math.log(theta)
+    return math.log(length / (2 * math.pi)) / math.log(rope_theta)
 
 
-def critical_dimension(head_size: int, theta: float, length: int) -> int:
+def critical_dimension(head_size: int, rope_theta: float, length: int) -> int:
     """Liu et al.'s d_extra = 2·⌈(d/2)·log_θ(L/2π)⌉: the dimensions whose period fits in the window L (at most d)."""
-    return min(head_size, 2 * math.ceil(head_size / 2 * critical_fraction(theta, length)))
+    return min(head_size, 2 * math.ceil(head_size / 2 * critical_fraction(rope_theta, length)))
 
 
-def extrapolation_bound(head_size: int, theta: float, length: int) -> float:
+def extrapolation_bound(head_size: int, rope_theta: float, length: int) -> float:
     """Liu et al.'s T = 2π·θ^(d_extra/d): the length up to which the trained rotations cover every pair."""
-    return 2 * math.pi * theta ** (critical_dimension(head_size, theta, length) / head_size)
+    return 2 * math.pi * rope_theta ** (critical_dimension(head_size, rope_theta, length) / head_size)
 
 
 def matched_theta(length: int, reference: dict[str, float]) -> float:
-    """The base that gives a window of `length` tokens the critical fraction of `reference` (theta, length)."""
-    return (length / (2 * math.pi)) ** (1 / critical_fraction(reference["theta"], reference["length"]))
+    """The base that gives a window of `length` tokens the critical fraction of `reference` (rope_theta, length)."""
+    return (length / (2 * math.pi)) ** (1 / critical_fraction(reference["rope_theta"], reference["length"]))
 
 
 def retrieval_base_bound(length: int) -> float:

@@ -109,12 +109,12 @@ class Plan:
             settings.pop(key, None)
         return {**settings, **{f"inference.{k}": v for k, v in (spec.rope or {}).items()}}
 
-    def model_config(self, arm: str) -> dict[str, Any]:
-        """The resolved `ModelConfig` (as a dict) of the weights an arm evaluates, its inference-time RoPE applied."""
+    def model_config(self, arm: str) -> dict[str, Any] | None:
+        """The resolved `ModelConfig` (as a dict) of the weights an arm evaluates, its inference-time RoPE applied;
+        None when those weights are not on disk (runs whose results were made elsewhere)."""
         spec = self.preset.arms[arm]
-        run = next(run for run in self.runs if run.arm == arm)
-        config = ModelConfig.from_file(self.model_dir(run) / OUR_CONFIG, **(spec.rope or {}))
-        return config.to_dict()
+        path = self.model_dir(next(run for run in self.runs if run.arm == arm)) / OUR_CONFIG
+        return ModelConfig.from_file(path, **(spec.rope or {})).to_dict() if path.is_file() else None
 
     def data_config(self, run: Run) -> dict[str, Any]:
         arm = self.preset.arms[run.arm]
