@@ -74,7 +74,7 @@ class CodeDataModule(L.LightningDataModule):
         val_fraction: float = 0.02,
         min_doc_tokens: int = 0,
         stage: Literal["pretraining", "continued"] = "pretraining",
-        continued_fraction: float = 0.1,
+        continued_fraction: float = 0.2,
         contiguous: bool = False,
         max_document_share: float = 0.01,
         token_budget: int | None = None,
