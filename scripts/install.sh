@@ -31,3 +31,5 @@ else
 fi
 # transformers (hf): the parity tests and `convert --to hf`; notebooks: the study notebooks the tests execute.
 python -m pip install -q -c constraints-cpu.txt -e ".[dev,hf,notebooks]"
+# The default corpus's pinned sdists (~26 MB), so that the first build needs no network.
+python -m lit_codellama data fetch --recipe default >/dev/null

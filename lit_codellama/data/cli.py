@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lit_codellama.data.archives import unpacked
 from lit_codellama.data.corpus import build_corpus, default_corpus_dir, load_corpus
 from lit_codellama.data.recipe import RECIPE_DIR, load_recipe
 from lit_codellama.errors import LitCodeLlamaError
@@ -33,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--max-bytes", type=int, help="override the recipe's cap on the text read, in bytes")
     build.add_argument("--num-proc", type=int, help="worker processes (default: all cores)")
+    fetch = commands.add_parser(
+        "fetch",
+        help="fetch and unpack a recipe's pinned sdists into the archive cache (what a build does first)",
+        description="Fetch a recipe's pinned sdists with pip, check their SHA-256 and unpack them into "
+        "$LIT_CODELLAMA_ARCHIVES (default ~/.cache/lit_codellama/archives).",
+    )
+    fetch.add_argument("--recipe", default="default", help=f"a recipe YAML, or a built-in name ({recipes})")
     stats = commands.add_parser("stats", help="print a built corpus's report")
     stats.add_argument("corpus", type=Path, help="a dir written by `data build`")
     stats.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -48,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             recipe = load_recipe(args.recipe, **overrides)
             corpus = build_corpus(recipe, args.out or default_corpus_dir(recipe), args.num_proc)
             print(summary(corpus.report, corpus.path))
+        elif args.command == "fetch":
+            for path in unpacked(load_recipe(args.recipe).archives):
+                print(path)
         else:
             corpus = load_corpus(args.corpus)
             print(json.dumps(corpus.report, indent=2) if args.json else summary(corpus.report, corpus.path))
@@ -61,6 +72,7 @@ def summary(report: dict[str, Any], path: Path) -> str:
     mix = report["mix"]
     lines = [
         f"corpus {report['name']} at {path} (recipe fingerprint {report['fingerprint'][:12]})",
+        f"  sha256 {report.get('sha256', 'not recorded (built before corpus sha256s)')}",
         (
             f"  {report['documents']:,} documents, {report['tokens']:,} tokens, {report['bytes']:,} bytes, "
             f"vocab {report['vocab_size']:,}; built in {report['seconds']['total']:.0f} s"

@@ -6,7 +6,8 @@
 Every step runs on a `datasets.Dataset` (Arrow, `map(num_proc=...)`). A document's fate is one column
 (`removed_by`), so the report can say how many documents, bytes and tokens each step removed. The output dir:
 
-    corpus.json       the report: fingerprint, resolved recipe, per-source and per-step counts, achieved mix, timings
+    corpus.json       the report: fingerprint, sha256 (`documents_sha256`), resolved recipe, per-source and per-step
+                      counts, achieved mix, timings
     manifest.jsonl    one line per kept document: path, size (bytes of its text), sha256 (of its text), language, source
     tokenizer.model   the sentencepiece model the documents are tokenized with
     documents/        the kept documents (text, input_ids, num_tokens, source, language, path, sha256), Arrow shards
@@ -17,6 +18,7 @@ A build is keyed on the recipe's fingerprint: building the same recipe into the 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import random
@@ -24,6 +26,7 @@ import shutil
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
+from lit_codellama.data.archives import unpacked
 from lit_codellama.data.decontaminate import Contamination, benchmark_texts
 from lit_codellama.data.dedup import Signer, first_occurrences, near_duplicate_mask
 from lit_codellama.data.recipe import DataError, Recipe, Source
@@ -60,6 +64,20 @@ class Corpus:
     @functools.cached_property
     def tokenizer(self) -> Tokenizer:
         return Tokenizer(self.path / TOKENIZER)
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """`documents_sha256` of the kept documents (from the report; computed for corpora built before it was)."""
+        return self.report.get("sha256") or documents_sha256(self.documents["text"])
+
+
+def documents_sha256(texts: Iterable[str]) -> str:
+    """The corpus's identity: SHA-256 over the kept documents' UTF-8 texts in corpus order, each followed by a NUL."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def load_corpus(path: str | Path) -> Corpus:
@@ -109,6 +127,7 @@ class _Build:
         self.seconds: dict[str, float] = {}
         self.sources: dict[str, dict[str, Any]] = {}
         self.walk = functools.cache(walk)  # sources often share roots
+        self.archives: list[Path] = []
 
     @property
     def steps(self) -> list[str]:
@@ -118,6 +137,7 @@ class _Build:
 
     def run(self) -> dict[str, Any]:
         start = time.perf_counter()
+        self.archives = unpacked(self.recipe.archives) if self.recipe.archives else []
         self.progress = tqdm(total=len(self.steps) + 5, desc=f"build corpus {self.recipe.name!r}", unit="step")
         docs = self._timed("collect", self._collect)
         self.collected = len(docs)
@@ -131,6 +151,7 @@ class _Build:
         report = {
             "name": self.recipe.name,
             "fingerprint": self.recipe.fingerprint(),
+            "sha256": documents_sha256(kept["text"]),
             "recipe": self.recipe.to_dict(),
             "documents": len(kept),
             "tokens": int(sum(kept["num_tokens"])),
@@ -185,7 +206,7 @@ class _Build:
         candidates = self._candidates(source)
         skipped = Counter({"huge": sum(c["size"] > recipe.max_file_bytes for c in candidates)})
         candidates = [c for c in candidates if c["size"] <= recipe.max_file_bytes]
-        missing = [str(r) for i in source.inputs if i.kind != "hub" for r in i.expanded_roots() if not r.is_dir()]
+        missing = [str(r) for i in source.inputs if i.kind != "hub" for r in i.expanded_roots(self.archives) if not r.is_dir()]
         if missing:
             warnings.warn(f"recipe {recipe.name!r}, source {source.name!r}: roots {missing} do not exist; skipped")
         parts, got, read_bytes, pos = [], 0, 0, 0
@@ -229,7 +250,7 @@ class _Build:
         candidates: dict[str, dict[str, Any]] = {}
         for inp in source.inputs:
             if inp.kind != "hub":
-                for path, size in find_files(inp, self.walk):
+                for path, size in find_files(inp, self.walk, self.archives):
                     language = inp.language or ("docstring" if inp.kind == "docstrings" else language_of(path))
                     candidates.setdefault(path, {"path": path, "size": size, "kind": inp.kind, "language": language})
         order = list(candidates.values())

@@ -77,7 +77,7 @@ class CodeDataModule(L.LightningDataModule):
         val_fraction: float = 0.02,
         min_doc_tokens: int = 0,
         stage: Literal["pretraining", "continued"] = "pretraining",
-        continued_fraction: float = 0.1,
+        continued_fraction: float = 0.2,
         contiguous: bool = False,
         max_document_share: float = 0.01,
         token_budget: int | None = None,
@@ -277,15 +277,24 @@ def require_bounded_run(trainer: L.Trainer | None, who: str) -> None:
 def planned_document_share(config: dict[str, Any]) -> float | None:
     """The largest document share (see `CodeDataModule.largest_document_share`) of the training run `config` (the
     `fit` command's layout: `data` and `trainer` sections), without training: what the study runner records."""
-    data, trainer = config.get("data", {}), config.get("trainer", {})
-    data = data.get("init_args", data)
-    params = inspect.signature(CodeDataModule).parameters
-    dm = CodeDataModule(**{k: v for k, v in data.items() if k in params})
+    dm, trainer = _from_config(config.get("data", {})), config.get("trainer", {})
     if dm.token_budget is None and trainer.get("max_steps", -1) not in (None, -1):
         steps = trainer["max_steps"] * (trainer.get("accumulate_grad_batches") or 1)
-        devices = trainer.get("devices", 1) * trainer.get("num_nodes", 1)
+        devices = trainer.get("devices", 1)
         dm.token_budget = steps * dm.batch_size * dm.seq_len * (devices if isinstance(devices, int) else 1)
     return dm.largest_document_share
+
+
+def corpus_sha256(data: dict[str, Any]) -> str:
+    """The `Corpus.sha256` of the corpus a `data` config section trains on (built first if needed)."""
+    return _from_config(data).corpus.sha256
+
+
+def _from_config(data: dict[str, Any]) -> CodeDataModule:
+    """A `CodeDataModule` of a `data` section, plain or `{class_path, init_args}` (the corpus settings only)."""
+    data = data.get("init_args", data)
+    params = inspect.signature(CodeDataModule).parameters
+    return CodeDataModule(**{k: v for k, v in data.items() if k in params})
 
 
 class _Contexts(Dataset):

@@ -21,8 +21,9 @@ import yaml
 from lit_codellama.errors import ConfigError, LitCodeLlamaError
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "data"
+ARCHIVES = "{archives}"
 # Bump when the build's output changes for the same recipe, so old cached corpora are rebuilt.
-BUILD_VERSION = 1
+BUILD_VERSION = 2  # 2: the report has the corpus's sha256
 
 
 class DataError(LitCodeLlamaError, ValueError):
@@ -35,7 +36,9 @@ class Input:
 
     kind: `files` (each matching file is a document), `docstrings` (the docstrings of each matching Python file
     form one document), or `hub` (rows of a Hugging Face dataset).
-    roots: directories to walk; `{stdlib}`, `{purelib}`, `{include}`... expand to this Python's `sysconfig` paths.
+    roots: directories to walk; `{stdlib}`, `{purelib}`, `{include}`... expand to this Python's `sysconfig` paths,
+        and `{archives}` to the unpacked dirs of the recipe's pinned `archives` (a path inside one starts with
+        `<name>-<version>/`).
     include/exclude: shell patterns (fnmatch) matched against the path relative to a root; `*` also crosses `/`.
     language: overrides the language guessed from the file extension.
     path/name/data_dir/split/text_field/language_field/streaming: the `datasets.load_dataset` call of a hub input.
@@ -54,9 +57,24 @@ class Input:
     language_field: str | None = None
     streaming: bool = True
 
-    def expanded_roots(self) -> list[Path]:
-        """Roots with `{sysconfig path}`s filled in, resolved, so that a file has one path however it is reached."""
-        return [Path(root.format_map(sysconfig.get_paths())).resolve() for root in self.roots]
+    def expanded_roots(self, archives: list[Path] = ()) -> list[Path]:
+        """Roots with `{sysconfig path}`s and `{archives}` filled in, resolved, so that a file has one path however
+        it is reached."""
+        roots = [str(a) for root in self.roots for a in (archives if root == ARCHIVES else [root])]
+        return [Path(root.format_map(sysconfig.get_paths())).resolve() for root in roots]
+
+
+@dataclass
+class Archive:
+    """A package's sdist, pinned by version and by the SHA-256 of its file (see `lit_codellama.data.archives`)."""
+
+    name: str
+    version: str
+    sha256: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.version}"
 
 
 @dataclass
@@ -104,10 +122,12 @@ class Decontamination:
 
 @dataclass
 class Recipe:
-    """Everything that determines a corpus. `max_bytes` caps the text read (split across sources by weight)."""
+    """Everything that determines a corpus. `max_bytes` caps the text read (split across sources by weight);
+    `archives`: the pinned sdists that `{archives}` roots read."""
 
     name: str
     sources: list[Source]
+    archives: list[Archive] = field(default_factory=list)
     seed: int = 1234
     max_bytes: int | None = None
     max_file_bytes: int = 1_000_000
@@ -127,6 +147,11 @@ class Recipe:
             for s in self.sources
             for i in s.inputs
             if not (i.path if i.kind == "hub" else i.roots)
+        ]
+        problems += [
+            f"source {s.name!r} reads {ARCHIVES} but the recipe pins no archives"
+            for s in self.sources
+            if not self.archives and any(ARCHIVES in i.roots for i in s.inputs)
         ]
         problems += ["dedup.threshold must be in (0, 1]"] if not 0 < self.dedup.threshold <= 1 else []
         problems += ["max_bytes must be positive or null"] if self.max_bytes is not None and self.max_bytes <= 0 else []
@@ -198,6 +223,8 @@ def _parse_value(hint: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: must be one of {list(typing.get_args(hint))}, got {value!r}")
     if hint in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if hint is str and not isinstance(value, str):  # e.g. `version: 1.10`, which YAML reads as the number 1.1
+        raise ConfigError(f"{where}: expected a string (quote it), got {value!r}")
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and value is not None:
         (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
         return _parse_value(inner, value, where)

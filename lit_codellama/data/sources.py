@@ -81,14 +81,16 @@ def walk(root: Path) -> list[tuple[str, str, int]]:
     return files
 
 
-def find_files(inp: Input, walk: Callable[[Path], list[tuple[str, str, int]]] = walk) -> Iterator[tuple[str, int]]:
+def find_files(
+    inp: Input, walk: Callable[[Path], list[tuple[str, str, int]]] = walk, archives: list[Path] = ()
+) -> Iterator[tuple[str, int]]:
     """(path, size) of the files under the input's roots that match its patterns, in sorted order.
 
     Roots that do not exist on this machine are skipped (the build reports them), so one recipe serves machines
     with and without, say, /usr/share/doc.
     """
     include, exclude = _pattern(inp.include), _pattern(inp.exclude)
-    for root in inp.expanded_roots():
+    for root in inp.expanded_roots(archives):
         for rel, path, size in walk(root):
             if include.match(rel) and not exclude.match(rel):
                 yield path, size

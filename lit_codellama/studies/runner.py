@@ -253,6 +253,7 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -
         "seeds": sorted({run.seed for run in plan.runs}),
         "arms": arms,
         "evaluations": _plain(plan.preset.evaluations),
+        "corpus": {"sha256": _corpus_sha256(plan)},
         "data": {"largest_document_share": _largest_document_share(plan)},
         "claims": claims,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -278,6 +279,14 @@ def _largest_document_share(plan: Plan) -> float | None:
     shares = [planned_document_share(plan.definition(Run(arm, 0))["train"]) for arm, spec in plan.preset.arms.items()
               if spec.train]
     return max((share for share in shares if share is not None), default=None)
+
+
+def _corpus_sha256(plan: Plan) -> str | list[str]:
+    """The sha256 of the corpus the study trains on (a list if its arms train on several)."""
+    from lit_codellama.data.datamodule import corpus_sha256
+
+    shas = sorted({corpus_sha256(plan.data_config(Run(arm, 0))) for arm in plan.preset.arms})
+    return shas[0] if len(shas) == 1 else shas
 
 
 def _run_seconds(plan: Plan, run: Run) -> float:

@@ -105,9 +105,9 @@ def test_building_into_a_dir_of_other_files_is_refused(tmp_path, tree, tokenizer
 
 
 @pytest.mark.slow
-def test_default_recipe_builds_offline_from_this_machine(tmp_path):
-    recipe = load_recipe("default", max_bytes=1_000_000)
-    corpus = build_corpus(recipe, tmp_path / "default", num_proc=2)
+def test_local_recipe_builds_offline_from_this_machine(tmp_path):
+    recipe = load_recipe("local", max_bytes=1_000_000)
+    corpus = build_corpus(recipe, tmp_path / "local", num_proc=2)
     report = corpus.report
     assert set(report["mix"]["achieved"]) == {"code", "nl_about_code", "nl"}
     assert report["tokens"] > 100_000 and corpus.tokenizer.has_infilling

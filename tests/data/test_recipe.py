@@ -8,6 +8,7 @@ from lit_codellama.errors import ConfigError
     "name, weights",
     [
         ("default", {"code": 0.85, "nl_about_code": 0.08, "nl": 0.07}),
+        ("local", {"code": 0.85, "nl_about_code": 0.08, "nl": 0.07}),
         ("code", {"code": 0.85, "nl_about_code": 0.08, "nl": 0.07}),
         ("python", {"python": 0.75, "code": 0.10, "nl_about_code": 0.10, "nl": 0.05}),
         ("the-stack-smol", {"python": 0.75, "code": 0.10, "nl_about_code": 0.10, "nl": 0.05}),

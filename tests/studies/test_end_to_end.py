@@ -52,6 +52,7 @@ def test_tiny_study_writes_a_tidy_table_with_every_run_and_metric(results, name)
     info = json.loads((results[name] / "study.json").read_text())
     assert list(info["arms"]) == list(preset.arms) and info["preset"] == "tiny"
     assert 0 < info["data"]["largest_document_share"] < 0.2
+    assert re.fullmatch("[0-9a-f]{64}", info["corpus"]["sha256"])
     for arm, spec in preset.arms.items():
         run_dir = results[name] / "runs" / arm / "seed=0"
         assert (run_dir / "metrics.json").is_file() and (run_dir / "arm.yaml").is_file()
