@@ -204,7 +204,7 @@ def _corpus_lines(data: dict[str, Any]) -> list[str]:
     report = _json(Path(data["data_dir"]) / "corpus.json") if data.get("data_dir") else {}
     if not report:
         return []
-    fields = {k: report[k] for k in ("name", "fingerprint", "sha256", "corpus_sha256") if k in report}
+    fields = {k: report[k] for k in ("name", "fingerprint", "sha256", "corpus_sha256", "documents", "tokens") if k in report}
     sha_file = Path(data["data_dir"]) / "corpus.sha256"
     if sha_file.is_file():
         fields["corpus.sha256"] = sha_file.read_text().split()[0]
