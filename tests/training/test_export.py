@@ -198,3 +198,13 @@ def test_readme_infill_through_transformers_equals_ours(run_dir, readme_recipe, 
         assert infill_via_transformers(prefix, suffix, suffix_first, max_new_tokens=16) == ours
         middles.append(ours)
     assert sum(bool(m.strip()) for m in middles) >= 3  # the comparison is not between empty middles
+
+
+def test_a_checkpoint_of_a_run_without_its_final_export_takes_the_corpus_tokenizer(run_dir, corpus_dir, tmp_path):
+    interrupted = tmp_path / "interrupted"
+    (interrupted / "checkpoints").mkdir(parents=True)
+    shutil.copyfile(run_dir / "config.yaml", interrupted / "config.yaml")  # names data.data_dir; no model/ here
+    shutil.copyfile(run_dir / "checkpoints" / "step=6.ckpt", interrupted / "checkpoints" / "step=6.ckpt")
+    out = tmp_path / "hf"
+    assert main(["convert", str(interrupted / "checkpoints" / "step=6.ckpt"), str(out), "--to", "hf"]) == 0
+    assert (out / "tokenizer.model").read_bytes() == (corpus_dir / "tokenizer.model").read_bytes()
