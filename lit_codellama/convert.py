@@ -32,6 +32,7 @@ import yaml
 from tokenizers import AddedToken, decoders, models, normalizers, processors
 from tokenizers import Tokenizer as FastTokenizer
 
+from lit_codellama.chat import HF_CHAT_TEMPLATE
 from lit_codellama.checkpoint import find_tokenizer, load_model, save_model
 from lit_codellama.errors import CheckpointError
 from lit_codellama.model import Llama
@@ -93,6 +94,7 @@ def write_tokenizer(tok: Tokenizer, out: Path, max_length: int) -> None:
         "clean_up_tokenization_spaces": False,
         "model_max_length": max_length,
         "padding_side": "left",  # as our batched generation pads
+        "chat_template": HF_CHAT_TEMPLATE,  # Llama 2's, for Instruct models
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     special_map = {**SPECIAL, "additional_special_tokens": extra}
