@@ -30,6 +30,25 @@ TAGS = (B_INST, E_INST, "<<SYS>>", "<</SYS>>")
 ROLES = ("system", "user", "assistant")
 
 
+# The same format as a transformers chat template (written into exported tokenizer_config.json): rendered, then
+# tokenized without added special tokens, it gives `encode_prompt`'s ids (a test checks it). "<s>" and "</s>" in the
+# text become BOS and EOS; each span between them is a separate sentencepiece encode, as in Meta's code.
+HF_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('after an optional system message, user and assistant messages alternate') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% else %}{{ ' ' + content.strip() + ' ' + eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+
+
 class Message(TypedDict):
     role: str
     content: str

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from huggingface_hub import save_torch_state_dict
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -262,7 +263,21 @@ def find_tokenizer(checkpoint: Path) -> Path:
         for candidate in (directory / "tokenizer.model", directory / "model" / "tokenizer.model"):
             if candidate.is_file():
                 return candidate
+    corpus = _corpus_tokenizer(start)
+    if corpus is not None and corpus.is_file():
+        return corpus
     raise CheckpointError(f"no tokenizer.model found beside {checkpoint} or in its run directory; pass --tokenizer PATH")
+
+
+def _corpus_tokenizer(start: Path) -> Path | None:
+    """The tokenizer of the corpus that the run's config.yaml names: a run interrupted before its final export has no
+    model/ directory."""
+    config = next((d / "config.yaml" for d in (start, *start.parents)[:3] if (d / "config.yaml").is_file()), None)
+    if config is None:
+        return None
+    data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+    data_dir = (data.get("init_args") or data).get("data_dir")
+    return Path(data_dir) / "tokenizer.model" if data_dir else None
 
 
 def load_for_inference(

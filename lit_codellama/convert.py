@@ -32,6 +32,7 @@ import yaml
 from tokenizers import AddedToken, decoders, models, normalizers, processors
 from tokenizers import Tokenizer as FastTokenizer
 
+from lit_codellama.chat import HF_CHAT_TEMPLATE
 from lit_codellama.checkpoint import find_tokenizer, load_model, save_model
 from lit_codellama.errors import CheckpointError
 from lit_codellama.model import Llama
@@ -93,6 +94,7 @@ def write_tokenizer(tok: Tokenizer, out: Path, max_length: int) -> None:
         "clean_up_tokenization_spaces": False,
         "model_max_length": max_length,
         "padding_side": "left",  # as our batched generation pads
+        "chat_template": HF_CHAT_TEMPLATE,  # Llama 2's, for Instruct models
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     special_map = {**SPECIAL, "additional_special_tokens": extra}
@@ -204,7 +206,7 @@ def _corpus_lines(data: dict[str, Any]) -> list[str]:
     report = _json(Path(data["data_dir"]) / "corpus.json") if data.get("data_dir") else {}
     if not report:
         return []
-    fields = {k: report[k] for k in ("name", "fingerprint", "sha256", "corpus_sha256") if k in report}
+    fields = {k: report[k] for k in ("name", "fingerprint", "sha256", "corpus_sha256", "documents", "tokens") if k in report}
     sha_file = Path(data["data_dir"]) / "corpus.sha256"
     if sha_file.is_file():
         fields["corpus.sha256"] = sha_file.read_text().split()[0]

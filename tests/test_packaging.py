@@ -1,10 +1,13 @@
 import ast
 import importlib.metadata
 import json
+import os
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -60,3 +63,24 @@ def test_every_package_the_notebooks_and_tests_import_is_declared():
     assert _imported_distributions(notebooks) <= _declared("notebooks")
     tests = [p.read_text() for p in (ROOT / "tests").rglob("*.py")]
     assert _imported_distributions(tests) <= _declared("hf", "notebooks", "dev")
+
+
+@pytest.mark.parametrize("cpu_index_reachable", [True, False])
+def test_install_script_takes_cpu_torch_from_the_cpu_index_where_reachable(tmp_path, cpu_index_reachable):
+    """install.sh with stand-ins for python (which logs its pip calls) and dpkg (every system package present)."""
+    log = tmp_path / "calls"
+    (tmp_path / "dpkg").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "python").write_text(
+        f'#!/bin/sh\nif [ "$1" = -c ]; then exit {0 if cpu_index_reachable else 1}; fi\necho "$@" >> {log}\n'
+    )
+    for stub in ("dpkg", "python"):
+        (tmp_path / stub).chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", str(ROOT / "scripts/install.sh")], env=env, capture_output=True, text=True, check=True)
+    torch = (ROOT / "constraints-cpu.txt").read_text().split("==")[1].strip()
+    calls = log.read_text().splitlines()
+    cpu_torch = f"-m pip install -q --index-url https://download.pytorch.org/whl/cpu torch=={torch}+cpu"
+    assert calls == ([cpu_torch] if cpu_index_reachable else []) + [
+        "-m pip install -q -c constraints-cpu.txt -e .[dev,hf,notebooks]"
+    ]
+    assert ("unreachable" in result.stderr) is not cpu_index_reachable

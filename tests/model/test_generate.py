@@ -1,3 +1,9 @@
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import LlamaForCausalLM
@@ -131,3 +137,16 @@ def test_generate_cli_runs_in_the_device_and_dtype_it_is_given(tmp_path, model, 
     with pytest.raises(SystemExit) as exit_:
         main([*argv, "--device", "cdua"])
     assert exit_.value.code == 2 and "'cdua' is not a device" in capsys.readouterr().err
+
+
+def test_readme_infilling_command_passes_real_newlines(tmp_path, model, tokenizer_path):
+    root = Path(__file__).parents[2]
+    [line] = [line for line in (root / "README.md").read_text().splitlines() if "generate --checkpoint CKPT --prefix" in line]
+    save_model(model, tmp_path)
+    (tmp_path / "tokenizer.model").write_bytes(tokenizer_path.read_bytes())
+    command = line.replace("python", shlex.quote(sys.executable), 1).replace("CKPT", shlex.quote(str(tmp_path)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(["bash", "-c", command + " --max-new-tokens 3"], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("def f(x):\n    ") and result.stdout.endswith("\n    return y\n\n")

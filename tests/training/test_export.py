@@ -12,6 +12,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from lit_codellama.chat import encode_prompt
 from lit_codellama.checkpoint import load_model
 from lit_codellama.cli import main
 from lit_codellama.config import ModelConfig
@@ -198,3 +199,27 @@ def test_readme_infill_through_transformers_equals_ours(run_dir, readme_recipe, 
         assert infill_via_transformers(prefix, suffix, suffix_first, max_new_tokens=16) == ours
         middles.append(ours)
     assert sum(bool(m.strip()) for m in middles) >= 3  # the comparison is not between empty middles
+
+
+def test_a_checkpoint_of_a_run_without_its_final_export_takes_the_corpus_tokenizer(run_dir, corpus_dir, tmp_path):
+    interrupted = tmp_path / "interrupted"
+    (interrupted / "checkpoints").mkdir(parents=True)
+    shutil.copyfile(run_dir / "config.yaml", interrupted / "config.yaml")  # names data.data_dir; no model/ here
+    shutil.copyfile(run_dir / "checkpoints" / "step=6.ckpt", interrupted / "checkpoints" / "step=6.ckpt")
+    out = tmp_path / "hf"
+    assert main(["convert", str(interrupted / "checkpoints" / "step=6.ckpt"), str(out), "--to", "hf"]) == 0
+    assert (out / "tokenizer.model").read_bytes() == (corpus_dir / "tokenizer.model").read_bytes()
+
+
+def test_exported_chat_template_gives_our_dialog_prompt_ids(run_dir, exported):
+    ours = Tokenizer(run_dir / "model" / "tokenizer.model")
+    theirs = AutoTokenizer.from_pretrained(exported)
+    dialog = [
+        {"role": "system", "content": " Answer with code only.\n"},
+        {"role": "user", "content": "Write a function that adds two numbers.\n"},
+        {"role": "assistant", "content": "\ndef add(a, b):\n    return a + b\n"},
+        {"role": "user", "content": "  Now one that reverses a string: «é»"},
+    ]
+    for messages in (dialog[1:2], dialog[:2], dialog):
+        text = theirs.apply_chat_template(messages, tokenize=False)
+        assert theirs(text, add_special_tokens=False).input_ids == encode_prompt(ours, messages), messages
