@@ -7,6 +7,8 @@ import pytest
 import yaml
 
 from lit_codellama.config import set_dotted
+from lit_codellama.checkpoint import OUR_CONFIG
+from lit_codellama.config import ModelConfig
 from lit_codellama.errors import ConfigError
 from lit_codellama.studies import Arm, Plan, Preset, Run, Study, collect, execute
 from lit_codellama.studies.analysis import StudyResults
@@ -94,6 +96,9 @@ def finish(plan: Plan, run: Run, measurements: list[dict]) -> None:
     run_dir.mkdir(parents=True)
     (run_dir / "arm.yaml").write_text(yaml.safe_dump(plan.definition(run), sort_keys=False))
     (run_dir / "metrics.json").write_text(json.dumps({"measurements": measurements, "timings": {"train_s": 1.0}}))
+    if plan.preset.arms[run.arm].train:  # the trained weights' config, which study.json records per arm
+        (run_dir / "model").mkdir()
+        (run_dir / "model" / OUR_CONFIG).write_text(yaml.safe_dump(ModelConfig.from_name("cl-1m").to_dict()))
 
 
 def test_finished_runs_are_skipped_and_the_rest_stay_pending(tmp_path):
@@ -190,7 +195,8 @@ def test_claims_comparing_unknown_arms_or_with_a_bad_transform_are_rejected_when
             Study("bad", "?", {"small": Preset(BASE, arms, evaluations={}, claims=(bad,))})
 
 
-def test_study_json_claims_recompute_from_runs_csv_and_the_answer_is_printed_first(tmp_path, capsys):
+def test_study_json_claims_recompute_from_runs_csv_and_the_answer_is_printed_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("lit_codellama.data.datamodule.planned_document_share", lambda config: None)  # no corpus here
     claims = (Claim("θ matters", "val_loss", "lcft", "pretrain", direction=-1),
               Claim("no cost", "perplexity", "lcft", "pretrain", where={"length": 128}, transform="log_ratio",
                     margin=0.05, primary=False))
