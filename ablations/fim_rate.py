@@ -76,6 +76,8 @@ SIZES = {
     "M": {},
     "L": {"n_embd": 128, "n_head": 4, "intermediate_size": 344},
 }
+SCALING_ARMS = scaling_arms(SIZES, tokens_per_parameter=1.0, tokens_per_step=8 * 256)
+SCALING_STEPS = ", ".join(str(SCALING_ARMS[arm_name(0.0, size)].overrides["trainer.max_steps"]) for size in SIZES)
 SMALL_TRAINING = cpu_training(
     "cl-1m", seq_len=256, batch_size=8, steps=300, lr=3e-3, warmup_steps=15, val_every=75, val_batches=32
 )
@@ -136,7 +138,7 @@ STUDY = Study(
         ),
         "scaling": Preset(
             train=SMALL_TRAINING,
-            arms=scaling_arms(SIZES, tokens_per_parameter=1.0, tokens_per_step=8 * 256),
+            arms=SCALING_ARMS,
             evaluations={
                 "val_loss_curve": {"fractions": list(FRACTIONS)},
                 "infilling_likelihood": {"subset": "single-line"},
@@ -144,8 +146,8 @@ STUDY = Study(
             seeds=3,
             claims=tuple(c for size in SIZES for c in claims(size, primary=False)[:2]),
             notes="Beyond the paper: FIM 0 vs 0.9 at three widths of cl-1m (S 0.36M, M 0.61M = the small preset, "
-            "L 0.92M parameters outside the embeddings), each trained on 1 token per such parameter (176, 300 and "
-            "448 steps of 8x256 tokens): how the left-to-right cost and the suffix gain change with size and tokens "
+            "L 0.92M parameters outside the embeddings), each trained on 1 token per such parameter ("
+            f"{SCALING_STEPS} steps of 8x256 tokens): how the left-to-right cost and the suffix gain change with size and tokens "
             "(one claim pair per size; compare the intervals across sizes). Budget (2 cores, fp32, measured under "
             "load): 0.25 / 0.27 / 0.42 s per step -> 43 / 80 / 187 s of training, ~45 s of evaluation per run: "
             "~15 min per seed, 3 seeds ~45 min.",

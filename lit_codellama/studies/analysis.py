@@ -82,6 +82,20 @@ class StudyResults:
             raise FileNotFoundError(f"no training logs (runs/<arm>/seed=<s>/metrics.csv) under {self.path}")
         return pd.concat(frames, ignore_index=True)
 
+    @cached_property
+    def context_curves(self) -> pd.DataFrame:
+        """Per-position losses of the context-gain evaluation (`eval/context_gain/curve.csv` of every run), tidy:
+        arm_label, seed, position, loss_full, loss_capped (averaged over the held-out documents)."""
+        frames = [
+            pd.read_csv(curve).assign(arm_label=label, seed=int(curve.parents[2].name.split("=")[1]))
+            for arm, label in self.labels.items()
+            for curve in sorted((self.path / "runs" / arm).glob("seed=*/eval/context_gain/curve.csv"))
+        ]
+        if not frames:
+            raise FileNotFoundError(f"no context-gain curves (runs/<arm>/seed=<s>/eval/context_gain/curve.csv) "
+                                    f"under {self.path}: does the preset run the context_gain evaluation?")
+        return pd.concat(frames, ignore_index=True)
+
     def figure_path(self, name: str) -> Path:
         figures = self.path / "figures"
         figures.mkdir(exist_ok=True)

@@ -1,3 +1,4 @@
+import inspect
 import io
 import json
 import logging
@@ -7,6 +8,8 @@ import pytest
 import yaml
 
 from lit_codellama.config import set_dotted
+from lit_codellama.checkpoint import OUR_CONFIG
+from lit_codellama.config import ModelConfig
 from lit_codellama.errors import ConfigError
 from lit_codellama.studies import Arm, Plan, Preset, Run, Study, collect, execute
 from lit_codellama.studies.analysis import StudyResults
@@ -94,6 +97,9 @@ def finish(plan: Plan, run: Run, measurements: list[dict]) -> None:
     run_dir.mkdir(parents=True)
     (run_dir / "arm.yaml").write_text(yaml.safe_dump(plan.definition(run), sort_keys=False))
     (run_dir / "metrics.json").write_text(json.dumps({"measurements": measurements, "timings": {"train_s": 1.0}}))
+    if plan.preset.arms[run.arm].train:  # the trained weights' config, which study.json records per arm
+        (run_dir / "model").mkdir()
+        (run_dir / "model" / OUR_CONFIG).write_text(yaml.safe_dump(ModelConfig.from_name("cl-1m").to_dict()))
 
 
 def test_finished_runs_are_skipped_and_the_rest_stay_pending(tmp_path):
@@ -190,7 +196,8 @@ def test_claims_comparing_unknown_arms_or_with_a_bad_transform_are_rejected_when
             Study("bad", "?", {"small": Preset(BASE, arms, evaluations={}, claims=(bad,))})
 
 
-def test_study_json_claims_recompute_from_runs_csv_and_the_answer_is_printed_first(tmp_path, capsys):
+def test_study_json_claims_recompute_from_runs_csv_and_the_answer_is_printed_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("lit_codellama.data.datamodule.planned_document_share", lambda config: None)  # no corpus here
     claims = (Claim("θ matters", "val_loss", "lcft", "pretrain", direction=-1),
               Claim("no cost", "perplexity", "lcft", "pretrain", where={"length": 128}, transform="log_ratio",
                     margin=0.05, primary=False))
@@ -227,3 +234,42 @@ def test_the_scaling_preset_trains_each_size_on_the_same_tokens_per_parameter(tm
         ratios[run.arm] = tokens / non_embedding_parameters("cl-1m", **model)
         assert config["trainer"]["max_steps"] == 4 * config["trainer"]["val_check_interval"]  # validates each quarter
     assert len({round(r, 1) for r in ratios.values()}) == 1 and len(ratios) == 6 and len(sizes) == 3
+
+
+@pytest.mark.parametrize("name", ["fim_rate", "rope_base", "long_context"])
+def test_every_claim_points_at_a_measurement_its_preset_makes(name):
+    from lit_codellama.evaluation.likelihood import position_buckets
+    from lit_codellama.studies.cli import load_study
+    from lit_codellama.studies.evaluations import val_loss_curve
+
+    for preset_name, preset in load_study(name).presets.items():
+        for claim in preset.claims:
+            where = f"{name}/{preset_name}: {claim.text}"
+            if claim.metric == "context_gain":
+                settings = preset.evaluations["context_gain"]
+                starts = [start for start, _ in position_buckets(settings["window"], settings["max_length"])]
+                assert claim.where["position"] in starts, where
+            elif claim.metric.startswith("key_retrieval"):
+                assert claim.where["length"] in preset.evaluations["key_retrieval"]["lengths"], where
+            elif claim.metric == "val_loss_curve":
+                default = inspect.signature(val_loss_curve).parameters["fractions"].default
+                assert claim.where["fraction"] in preset.evaluations["val_loss_curve"].get("fractions", default), where
+        assert not preset.claims or any(c.primary for c in preset.claims) or preset_name == "scaling"
+
+
+@pytest.mark.parametrize("name", ["rope_base", "long_context"])
+def test_long_context_presets_have_the_papers_rotary_geometry_and_look_8x_past_lcft(name):
+    from lit_codellama.config import ModelConfig
+    from lit_codellama.studies.cli import load_study
+    from lit_codellama.studies.rope import critical_dimension
+
+    plan = Plan.make(load_study(name), "small")
+    pretrain = next(arm for arm, spec in plan.preset.arms.items() if spec.init_from is None)
+    config = plan.definition(Run(pretrain, 0))["train"]["model"]["model_config"]
+    model = ModelConfig.from_name(config["preset"], **{k: v for k, v in config.items() if k != "preset"})
+    assert model.head_size >= 64
+    # Llama 2 at 4K with θ = 1e4 gives 92 of 128 dimensions a full period inside the window
+    assert critical_dimension(model.head_size, model.rope_theta, model.block_size) / model.head_size == 92 / 128
+    lcft_length = max(plan.settings(arm)["data.seq_len"] for arm in plan.preset.arms)
+    assert plan.preset.evaluations["context_gain"]["max_length"] >= 8 * lcft_length
+    assert plan.preset.evaluations["context_gain"]["n_documents"] >= 32
