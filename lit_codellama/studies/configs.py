@@ -77,7 +77,7 @@ ROPE = {
 
 # What both long-context studies (rope_base, long_context) fine-tune from: the model above with FIM 0.9 at the
 # short context L and its matched base. A held-out share of 10% leaves >= 32 documents of 8 x 4L = 4,096 tokens
-# for the context-gain evaluation (48 in the default corpus of this writing; 10 at the default 2%).
+# for the context-gain evaluation (35 in the pinned default corpus; 5 at the default 2%).
 SHORT_CONTEXT_PRETRAINING = {
     "tiny": cpu_training(
         "cl-1m", seq_len=32, batch_size=8, steps=12, lr=3e-3, warmup_steps=3, fim_rate=0.9,

@@ -197,8 +197,9 @@ def test_claims_comparing_unknown_arms_or_with_a_bad_transform_are_rejected_when
 
 
 def test_study_json_claims_recompute_from_runs_csv_and_the_answer_is_printed_first(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("lit_codellama.data.datamodule.planned_document_share", lambda config: None)  # no corpus here
-    monkeypatch.setattr("lit_codellama.data.datamodule.corpus_sha256", lambda config: "0" * 64)
+    # No corpus here: what study.json records of the data is not under test.
+    monkeypatch.setattr("lit_codellama.data.datamodule.planned_document_share", lambda config: None)
+    monkeypatch.setattr("lit_codellama.data.datamodule.corpus_sha256", lambda config: "none")
     claims = (Claim("θ matters", "val_loss", "lcft", "pretrain", direction=-1),
               Claim("no cost", "perplexity", "lcft", "pretrain", where={"length": 128}, transform="log_ratio",
                     margin=0.05, primary=False))
