@@ -17,6 +17,7 @@ import inspect
 import itertools
 from dataclasses import asdict
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -276,8 +277,11 @@ def require_bounded_run(trainer: L.Trainer | None, who: str) -> None:
 
 def planned_document_share(config: dict[str, Any]) -> float | None:
     """The largest document share (see `CodeDataModule.largest_document_share`) of the training run `config` (the
-    `fit` command's layout: `data` and `trainer` sections), without training: what the study runner records."""
+    `fit` command's layout: `data` and `trainer` sections), without training: what the study runner records.
+    None when the run's corpus is not built (nothing trained on it) or the run has no budget."""
     dm, trainer = _from_config(config.get("data", {})), config.get("trainer", {})
+    if dm is None:
+        return None
     if dm.token_budget is None and trainer.get("max_steps", -1) not in (None, -1):
         steps = trainer["max_steps"] * (trainer.get("accumulate_grad_batches") or 1)
         devices = trainer.get("devices", 1)
@@ -285,16 +289,25 @@ def planned_document_share(config: dict[str, Any]) -> float | None:
     return dm.largest_document_share
 
 
-def corpus_sha256(data: dict[str, Any]) -> str:
-    """The `Corpus.sha256` of the corpus a `data` config section trains on (built first if needed)."""
-    return _from_config(data).corpus.sha256
+def corpus_sha256(data: dict[str, Any]) -> str | None:
+    """The `Corpus.sha256` of the corpus a `data` config section trains on; None when it is not built."""
+    dm = _from_config(data)
+    return None if dm is None else dm.corpus.sha256
 
 
-def _from_config(data: dict[str, Any]) -> CodeDataModule:
-    """A `CodeDataModule` of a `data` section, plain or `{class_path, init_args}` (the corpus settings only)."""
+def _from_config(data: dict[str, Any]) -> CodeDataModule | None:
+    """A `CodeDataModule` of a `data` section, plain or `{class_path, init_args}` (the corpus settings only), or None
+    when its corpus is not built."""
     data = data.get("init_args", data)
     params = inspect.signature(CodeDataModule).parameters
-    return CodeDataModule(**{k: v for k, v in data.items() if k in params})
+    dm = CodeDataModule(**{k: v for k, v in data.items() if k in params})
+    recipe = None if dm.recipe is None else load_recipe(dm.recipe)
+    where = Path(dm.data_dir) if dm.data_dir or recipe is None else default_corpus_dir(recipe)
+    if not (where / "corpus.json").is_file():
+        return None
+    if recipe is not None and load_corpus(where).report.get("fingerprint") != recipe.fingerprint():
+        return None
+    return dm
 
 
 class _Contexts(Dataset):

@@ -281,12 +281,12 @@ def _largest_document_share(plan: Plan) -> float | None:
     return max((share for share in shares if share is not None), default=None)
 
 
-def _corpus_sha256(plan: Plan) -> str | list[str]:
-    """The sha256 of the corpus the study trains on (a list if its arms train on several)."""
+def _corpus_sha256(plan: Plan) -> str | list[str] | None:
+    """The sha256 of the corpus the study trains on (a list if its arms train on several; None if none is built)."""
     from lit_codellama.data.datamodule import corpus_sha256
 
-    shas = sorted({corpus_sha256(plan.data_config(Run(arm, 0))) for arm in plan.preset.arms})
-    return shas[0] if len(shas) == 1 else shas
+    shas = sorted({sha for arm in plan.preset.arms if (sha := corpus_sha256(plan.data_config(Run(arm, 0))))})
+    return shas[0] if len(shas) == 1 else shas or None
 
 
 def _run_seconds(plan: Plan, run: Run) -> float:
