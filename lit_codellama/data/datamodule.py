@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
@@ -215,7 +216,7 @@ class CodeDataModule(L.LightningDataModule):
         return stream.plan.largest_document_share
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(_Contexts(self._val), batch_size=self.batch_size, num_workers=self.num_workers)
+        return DataLoader(Contexts(self._val, to_example), batch_size=self.batch_size, num_workers=self.num_workers)
 
     def _rank_and_world_size(self) -> tuple[int, int]:
         if self.trainer is not None:
@@ -310,12 +311,14 @@ def _from_config(data: dict[str, Any]) -> CodeDataModule | None:
     return dm
 
 
-class _Contexts(Dataset):
-    def __init__(self, contexts: torch.Tensor):
-        self.contexts = contexts
+class Contexts(Dataset):
+    """Fixed validation contexts (a tensor, one row each) as examples, made by `example` from each row."""
+
+    def __init__(self, contexts: torch.Tensor, example: Callable[[torch.Tensor], dict[str, torch.Tensor]]):
+        self.contexts, self.example = contexts, example
 
     def __len__(self) -> int:
         return len(self.contexts)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return to_example(self.contexts[i])
+        return self.example(self.contexts[i])

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from lit_codellama.chat import encode_dialog
-from lit_codellama.data.datamodule import CodeDataModule, require_bounded_run
+from lit_codellama.data.datamodule import CodeDataModule, Contexts, require_bounded_run
 from lit_codellama.data.packing import ShardedStream, TrainStream
 from lit_codellama.data.sources import sha256
 from lit_codellama.data.split import hash_unit
@@ -68,6 +68,11 @@ def example(ids: np.ndarray, labels: np.ndarray) -> dict[str, torch.Tensor]:
     return {"input_ids": torch.as_tensor(ids[:-1], dtype=torch.long), "labels": torch.as_tensor(labels[1:], dtype=torch.long)}
 
 
+def labeled_example(context: Sequence) -> dict[str, torch.Tensor]:
+    """`example` of an (ids, labels) pair."""
+    return example(*context)
+
+
 class InstructStream(ShardedStream):
     """The infinite training stream of one rank: each context drawn from the instruction dialogs or a rehearsal
     source with the given weights; sharded and resumed as every `packing.ShardedStream`."""
@@ -79,7 +84,7 @@ class InstructStream(ShardedStream):
         self.seq_len, self.seed = seq_len, seed
 
     def example(self, context: tuple[np.ndarray, np.ndarray]) -> dict[str, torch.Tensor]:
-        return example(*context)
+        return labeled_example(context)
 
     def contexts(self, shard: int, num_shards: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         streams = {INSTRUCT: pack_dialogs(self.dialogs, self.dialog_order(shard, num_shards), self.seq_len + 1)}
@@ -170,7 +175,8 @@ class InstructDataModule(CodeDataModule):
                           persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(_LabeledContexts(self._val_contexts), batch_size=self.batch_size, num_workers=self.num_workers)
+        return DataLoader(Contexts(self._val_contexts, labeled_example), batch_size=self.batch_size,
+                          num_workers=self.num_workers)
 
     def _layout(self, world_size: int | None) -> dict[str, Any]:
         instruct = {"sources": [vars(s) for s in self.sources], "rehearsal": self.rehearsal,
@@ -199,14 +205,3 @@ def validation_contexts(dialogs: EncodedDialogs, seq_len: int, tok: Tokenizer) -
         return torch.empty(0, 2, seq_len + 1, dtype=torch.long)
     windows = np.lib.stride_tricks.sliding_window_view(np.stack([ids, labels]), seq_len + 1, axis=1)[:, ::seq_len]
     return torch.from_numpy(windows.transpose(1, 0, 2).copy()).long()
-
-
-class _LabeledContexts(Dataset):
-    def __init__(self, contexts: torch.Tensor):
-        self.contexts = contexts
-
-    def __len__(self) -> int:
-        return len(self.contexts)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return example(*self.contexts[i])
