@@ -164,7 +164,7 @@ HUB_ADVICE = (
 )
 
 
-def check_hub(repo_id: str, where: str) -> None:
+def check_hub(repo_id: str, where: str, advice: str = HUB_ADVICE, error: type[Exception] = DataError) -> None:
     """Fail fast, naming `where` and the offline alternative, when the hub cannot serve dataset `repo_id`.
 
     With HF_HUB_OFFLINE set only the local cache can answer, so there is nothing to probe; otherwise the endpoint
@@ -175,21 +175,24 @@ def check_hub(repo_id: str, where: str) -> None:
     try:
         huggingface_hub.HfApi().dataset_info(repo_id, timeout=10)
     except Exception as e:  # connection refused, DNS failure, timeout, 404, gated repo...
-        raise DataError(
+        raise error(
             f"{where}: {constants.ENDPOINT} cannot serve {repo_id!r} ({e.__class__.__name__}: {str(e)[:200]}); "
-            + HUB_ADVICE
+            + advice
         ) from e
 
 
-def load_hub_dataset(where: str, path: str, *args: Any, **kwargs: Any) -> Any:
-    """`datasets.load_dataset(path, *args, **kwargs)` behind `check_hub`, with one clear error on failure."""
-    check_hub(path, where)
+def load_hub_dataset(
+    where: str, path: str, *args: Any, advice: str = HUB_ADVICE, error: type[Exception] = DataError, **kwargs: Any
+) -> Any:
+    """`datasets.load_dataset(path, *args, **kwargs)` behind `check_hub`, with one clear error (of type `error`,
+    naming `where` and ending with `advice`, the offline alternative) on failure."""
+    check_hub(path, where, advice, error)
     try:
         return datasets.load_dataset(path, *args, **kwargs)
     except Exception as e:
         offline = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if constants.HF_HUB_OFFLINE else ""
-        raise DataError(
-            f"{where}: loading {path!r} failed{offline}: {e.__class__.__name__}: {str(e)[:300]}; " + HUB_ADVICE
+        raise error(
+            f"{where}: loading {path!r} failed{offline}: {e.__class__.__name__}: {str(e)[:300]}; " + advice
         ) from e
 
 

@@ -53,23 +53,11 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def load_hub_rows(repo_id: str, config: str | None, local_copy_hint: str) -> list[dict[str, Any]]:
-    """Every row of every split of a hub dataset, or one error that says where to put a local copy instead.
+    """Every row of every split of a hub dataset, or one error that says where to put a local copy instead
+    (`data.sources.load_hub_dataset`: fails in seconds offline; with HF_HUB_OFFLINE=1 only the local cache)."""
+    from lit_codellama.data.sources import load_hub_dataset  # imports `datasets`: only when a hub dataset is read
 
-    The endpoint is asked first with a short timeout, so an offline machine fails in seconds rather than
-    through `datasets`' retries; with HF_HUB_OFFLINE=1 only the local Hugging Face cache is consulted.
-    """
-    import datasets
-    import huggingface_hub
-    from huggingface_hub import constants
-
-    where = f"{repo_id}" + (f" ({config})" if config else "")
-    try:
-        if not constants.HF_HUB_OFFLINE:
-            huggingface_hub.HfApi().dataset_info(repo_id, timeout=10)
-        splits = datasets.load_dataset(repo_id, config)
-    except Exception as e:  # DNS failure, timeout, 404, not in the offline cache...
-        raise EvalInputError(
-            f"cannot load {where} from the Hugging Face Hub ({type(e).__name__}: {str(e)[:200]}). "
-            f"Work offline from a local copy: {local_copy_hint}"
-        ) from e
+    where = f"evaluation data {repo_id}" + (f" ({config})" if config else "")
+    advice = f"work offline from a local copy: {local_copy_hint}"
+    splits = load_hub_dataset(where, repo_id, config, advice=advice, error=EvalInputError)
     return [dict(row) for split in splits.values() for row in split]

@@ -80,7 +80,7 @@ def test_missing_few_shot_tasks_is_an_error(tmp_path):
 def test_unreachable_hub_says_where_to_put_a_local_copy(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
-    expected = r"cannot load google-research-datasets/mbpp .*download mbpp.jsonl .*--data PATH"
+    expected = r"cannot serve 'google-research-datasets/mbpp' .*download mbpp.jsonl .*--data PATH"
     with pytest.raises(EvalInputError, match=expected):
         mbpp_problems()
 
