@@ -16,6 +16,7 @@ import xxhash
 
 from lit_codellama.data.recipe import DataError, Decontamination
 from lit_codellama.data.sources import load_hub_dataset
+from lit_codellama.jsonl import read_jsonl
 
 MBPP_HUB = "google-research-datasets/mbpp"
 WORD = re.compile(r"\w*[^\W\d_]\w*")
@@ -52,12 +53,7 @@ def _mbpp_problems(where: str) -> list[dict]:
         return [row for split in rows.values() for row in split]
     path = Path(where)
     try:
-        raw = path.read_text(encoding="utf-8")
-        problems = (
-            json.loads(raw)
-            if path.suffix == ".json"
-            else [json.loads(line) for line in raw.splitlines() if line.strip()]
-        )
+        problems = json.loads(path.read_text(encoding="utf-8")) if path.suffix == ".json" else read_jsonl(path)
     except (OSError, ValueError) as e:
         raise DataError(
             f"decontamination.mbpp: cannot read {path} ({e}); give mbpp.jsonl, sanitized-mbpp.json or `hub`"

@@ -25,6 +25,7 @@ from lit_codellama.chat import ChatFormatError, Message, turns
 from lit_codellama.data.recipe import DataError
 from lit_codellama.data.sources import load_hub_dataset
 from lit_codellama.instruct.builtin import stdlib_rows
+from lit_codellama.jsonl import iter_jsonl
 
 log = logging.getLogger(__name__)
 SHOWN_PROBLEMS = 10
@@ -127,12 +128,6 @@ def _rows(source: InstructSource) -> Iterator[tuple[str, Any]]:
     path = Path(source.path)
     if not path.is_file():
         raise DataError(f"instruct dataset {path} does not exist; give a JSONL file in the schema of lit_codellama.instruct.dataset")
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"line {number}", json.loads(line)
-            except json.JSONDecodeError as e:
-                yield f"line {number}", e
+    for number, row in iter_jsonl(path):
+        yield f"line {number}", row
 

@@ -37,7 +37,7 @@ from lit_codellama.checkpoint import load_for_inference
 from lit_codellama.data.dedup import Signer, first_occurrences, near_duplicate_mask
 from lit_codellama.data.sources import sha256
 from lit_codellama.errors import LitCodeLlamaError
-from lit_codellama.evaluation.data import write_jsonl
+from lit_codellama.jsonl import read_jsonl, write_jsonl
 from lit_codellama.evaluation.execution import run_programs
 from lit_codellama.evaluation.instruct import extract_code
 from lit_codellama.evaluation.sandbox import Limits, Sandbox
@@ -286,8 +286,7 @@ class SelfInstruct:
         """Rows of stage `name`: read from `<out>/<name>.jsonl` if there, else computed and written atomically."""
         path = self.out / f"{name}.jsonl"
         if path.is_file():
-            with open(path, encoding="utf-8") as f:
-                return [json.loads(line) for line in f]
+            return read_jsonl(path, error=SelfInstructError)
         start = time.monotonic()
         rows = compute()
         partial = path.with_suffix(".partial")
