@@ -39,6 +39,7 @@ from lit_codellama.model import Llama
 from lit_codellama.tokenizer import EOT, INFILL_MARKER, MIDDLE, PREFIX, SUFFIX, Tokenizer
 
 SPECIAL = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
+INFILLING = (PREFIX, MIDDLE, SUFFIX, EOT)
 
 
 # ---------------------------------------------------------------------------------------------- tokenizer
@@ -48,7 +49,7 @@ def fast_tokenizer(tok: Tokenizer) -> FastTokenizer:
     """`tok` as a `tokenizers` BPE that gives the same ids for every text (BOS added by its post-processor)."""
     sp = tok.processor
     vocab = {sp.id_to_piece(i): i for i in range(tok.vocab_size)}
-    infilling = [p for p in (PREFIX, SUFFIX, MIDDLE, EOT) if tok.has_infilling]
+    infilling = list(INFILLING) if tok.has_infilling else []
     whole = {*infilling, INFILL_MARKER}  # user-defined pieces: sentencepiece never builds them from smaller ones
     merged = [
         i for i in range(tok.vocab_size)
@@ -78,7 +79,7 @@ def write_tokenizer(tok: Tokenizer, out: Path, max_length: int) -> None:
     (out / "tokenizer.model").write_bytes(tok.path.read_bytes())
     fast = fast_tokenizer(tok)
     fast.save(str(out / "tokenizer.json"))
-    extra = [p for p in (PREFIX, MIDDLE, SUFFIX, EOT) if tok.has_infilling]
+    extra = list(INFILLING) if tok.has_infilling else []
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         **SPECIAL,
