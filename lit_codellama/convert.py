@@ -207,15 +207,11 @@ def _corpus_lines(data: dict[str, Any]) -> list[str]:
     report = _json(Path(data["data_dir"]) / "corpus.json") if data.get("data_dir") else {}
     if not report:
         return []
-    fields = {k: report[k] for k in ("name", "fingerprint", "sha256", "corpus_sha256", "documents", "tokens") if k in report}
-    sha_file = Path(data["data_dir"]) / "corpus.sha256"
-    if sha_file.is_file():
-        fields["corpus.sha256"] = sha_file.read_text().split()[0]
-    mix = report.get("achieved_mix") or report.get("mix")
-    lines = ["Corpus: " + ", ".join(f"{k} `{v}`" for k, v in fields.items())]
-    if mix:
-        lines.append(f"; achieved mix `{json.dumps(mix)}`")
-    return ["".join(lines), ""]
+    fields = {k: report[k] for k in ("name", "fingerprint", "sha256", "documents", "tokens") if k in report}
+    text = "Corpus: " + ", ".join(f"{k} `{v}`" for k, v in fields.items())
+    if "mix" in report:
+        text += f"; mix `{json.dumps(report['mix'])}`"
+    return [text, ""]
 
 
 def _evaluation_lines(run: Path) -> list[str]:
