@@ -39,6 +39,7 @@ from lit_codellama.model import Llama
 from lit_codellama.tokenizer import EOT, INFILL_MARKER, MIDDLE, PREFIX, SUFFIX, Tokenizer
 
 SPECIAL = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
+INFILLING = (PREFIX, MIDDLE, SUFFIX, EOT)
 
 
 # ---------------------------------------------------------------------------------------------- tokenizer
@@ -48,7 +49,7 @@ def fast_tokenizer(tok: Tokenizer) -> FastTokenizer:
     """`tok` as a `tokenizers` BPE that gives the same ids for every text (BOS added by its post-processor)."""
     sp = tok.processor
     vocab = {sp.id_to_piece(i): i for i in range(tok.vocab_size)}
-    infilling = [p for p in (PREFIX, SUFFIX, MIDDLE, EOT) if tok.has_infilling]
+    infilling = list(INFILLING) if tok.has_infilling else []
     whole = {*infilling, INFILL_MARKER}  # user-defined pieces: sentencepiece never builds them from smaller ones
     merged = [
         i for i in range(tok.vocab_size)
@@ -78,7 +79,7 @@ def write_tokenizer(tok: Tokenizer, out: Path, max_length: int) -> None:
     (out / "tokenizer.model").write_bytes(tok.path.read_bytes())
     fast = fast_tokenizer(tok)
     fast.save(str(out / "tokenizer.json"))
-    extra = [p for p in (PREFIX, MIDDLE, SUFFIX, EOT) if tok.has_infilling]
+    extra = list(INFILLING) if tok.has_infilling else []
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         **SPECIAL,
@@ -206,15 +207,11 @@ def _corpus_lines(data: dict[str, Any]) -> list[str]:
     report = _json(Path(data["data_dir"]) / "corpus.json") if data.get("data_dir") else {}
     if not report:
         return []
-    fields = {k: report[k] for k in ("name", "fingerprint", "sha256", "corpus_sha256", "documents", "tokens") if k in report}
-    sha_file = Path(data["data_dir"]) / "corpus.sha256"
-    if sha_file.is_file():
-        fields["corpus.sha256"] = sha_file.read_text().split()[0]
-    mix = report.get("achieved_mix") or report.get("mix")
-    lines = ["Corpus: " + ", ".join(f"{k} `{v}`" for k, v in fields.items())]
-    if mix:
-        lines.append(f"; achieved mix `{json.dumps(mix)}`")
-    return ["".join(lines), ""]
+    fields = {k: report[k] for k in ("name", "fingerprint", "sha256", "documents", "tokens") if k in report}
+    text = "Corpus: " + ", ".join(f"{k} `{v}`" for k, v in fields.items())
+    if "mix" in report:
+        text += f"; mix `{json.dumps(report['mix'])}`"
+    return [text, ""]
 
 
 def _evaluation_lines(run: Path) -> list[str]:

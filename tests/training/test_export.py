@@ -130,7 +130,7 @@ def test_model_card_describes_the_run(run_dir, exported, corpus_dir):
     assert "cl-1m" in card and f"| peak learning rate | `{config['model']['lr']}` |" in card
     assert f"| steps | `{config['trainer']['max_steps']}` |" in card
     assert run["git_commit"] is None or run["git_commit"] in card
-    assert corpus["fingerprint"] in card
+    assert f"fingerprint `{corpus['fingerprint']}`" in card and f"sha256 `{corpus['sha256']}`" in card
     assert "## Infilling" in card
 
 
@@ -223,3 +223,24 @@ def test_exported_chat_template_gives_our_dialog_prompt_ids(run_dir, exported):
     for messages in (dialog[1:2], dialog[:2], dialog):
         text = theirs.apply_chat_template(messages, tokenize=False)
         assert theirs(text, add_special_tokens=False).input_ids == encode_prompt(ours, messages), messages
+
+
+def test_model_card_lists_every_stage_and_its_evaluation_results(run_dir, tmp_path):
+    """A second stage started from the first's weights, with a study's metrics.json and an `eval` summary."""
+    second = tmp_path / "stage-two"
+    (second / "checkpoints").mkdir(parents=True)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["model"]["init_checkpoint"] = str(run_dir / "model")
+    (second / "config.yaml").write_text(yaml.safe_dump(config))
+    shutil.copyfile(run_dir / "checkpoints" / "last.ckpt", second / "checkpoints" / "last.ckpt")
+    measurements = [{"metric": "val_loss", "value": 5.25}, {"metric": "pass@1", "mode": "psm", "value": 0.125}]
+    (second / "metrics.json").write_text(json.dumps({"measurements": measurements}))
+    (second / "eval" / "humaneval").mkdir(parents=True)
+    (second / "eval" / "humaneval" / "summary.json").write_text(json.dumps({"pass@1": 0.0625, "task": "humaneval"}))
+    out = tmp_path / "hf"
+    assert main(["convert", str(second / "checkpoints" / "last.ckpt"), str(out), "--to", "hf"]) == 0
+    card = (out / "README.md").read_text()
+    assert card.index("### Stage 1: run") < card.index("### Stage 2: stage-two")
+    assert f"| started from | `{run_dir / 'model'}` |" in card
+    assert "| val_loss |  | 5.25 |" in card and "| pass@1 | mode=psm | 0.125 |" in card
+    assert "| pass@1 | eval/humaneval | 0.0625 |" in card
