@@ -45,12 +45,12 @@ def git_state(source: Path = Path(__file__).resolve().parent) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     """Host, CPU (model, the instruction-set flags kernels dispatch on, usable cores) and accelerators."""
-    cpuinfo = _cpuinfo()
+    fields = cpuinfo()
     return {
         "host": platform.node(),
-        "cpu": cpuinfo.get("model name") or platform.processor() or platform.machine(),
+        "cpu": fields.get("model name") or platform.processor() or platform.machine(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector ISA torch's CPU kernels use
-        "cpu_flags": cpuinfo.get("flags"),
+        "cpu_flags": fields.get("flags"),
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "cuda": torch.version.cuda,
@@ -67,8 +67,9 @@ def corpus_identity(corpus: str | Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "fingerprint": report.get("fingerprint"), "sha256": report.get("sha256")}
 
 
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo, e.g. "model name", "flags" (empty where there is none, e.g.
+    macOS); every core of a machine is alike."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -7,6 +7,7 @@ per token (bits per character where named), pass@1 and accuracies are fractions.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
 
 Measurement = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -254,6 +256,19 @@ def key_retrieval(
         rows += [{"metric": metric, "length": n, "value": sum(c[field] for c in cells) / len(cells)}
                  for metric, field in metrics.items()]
     return rows
+
+
+def unit_of(metric: str) -> str | None:
+    """The unit of a measurement, by its kind: losses in nats per token, pass@k and accuracies as fractions."""
+    if metric.endswith("loss"):
+        return "nats/token"
+    if "pass@" in metric or metric.endswith("accuracy"):
+        return "fraction"
+    if metric == "perplexity":
+        return "exp(nats/token)"
+    # A finished study's summary is still worth writing; the name should say its kind (_loss, _accuracy, pass@k).
+    log.warning("no unit known for metric %r", metric)
+    return None
 
 
 EVALUATIONS: dict[str, Callable[..., list[Measurement]]] = {

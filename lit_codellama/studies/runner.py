@@ -2,10 +2,12 @@
 
 Layout of a study's results directory (default `ablations/results/<study>/`):
 
-    study.json                     what ran: preset, seeds, arms (labels, order), evaluations, machine, wall time,
-                                   and each claim's estimate, interval and verdict (recomputable from runs.csv)
+    study.json                     what ran: preset, seeds, arms (labels, order, precision, corpus), evaluations,
+                                   provenance (git commit, library versions, machine), wall time, and each
+                                   claim's estimate, interval and verdict (recomputable from runs.csv)
     runs.csv                       tidy: one row per arm x seed x metric (x coordinates such as mode or length)
-    summary.csv                    per arm x metric: n seeds, mean, 95% t-interval (low, high)
+    summary.csv                    per study x preset x arm x metric: n seeds, mean, t-interval (low, high) at
+                                   `confidence`, and the metric's unit
     runs/<arm>/seed=<s>/
         arm.yaml                   the run's definition (training config before resolution, parent, RoPE change)
         config.yaml, run.json      the resolved training config and run metadata (written by the training CLI)
@@ -23,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import shutil
 import time
 from contextlib import contextmanager
@@ -38,11 +39,13 @@ import yaml
 from lit_codellama.checkpoint import OUR_CONFIG
 from lit_codellama.config import ModelConfig, set_dotted
 from lit_codellama.errors import ConfigError
-from lit_codellama.precision import AUTO, cpu_info, precision_record
+from lit_codellama.precision import AUTO, precision_record
+from lit_codellama.provenance import provenance
 from lit_codellama.studies.stats import RUN_COLUMNS, assess_claims, format_claims, format_summary, summarize
 from lit_codellama.studies.study import Arm, Preset, Run, Study
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIDENCE = 0.95  # of the summary's intervals
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,8 @@ def execute(plan: Plan) -> pd.DataFrame:
         print(f"{total:.0f} s (training {train_s:.0f} s, evaluation {total - train_s:.0f} s)", flush=True)
     collect(plan).to_csv(plan.out / "runs.csv", index=False)
     table = pd.read_csv(plan.out / "runs.csv")  # what the claims recompute from
-    summary = summarize(table)
-    summary.to_csv(plan.out / "summary.csv", index=False)
+    summary = summarize(table, CONFIDENCE)
+    labelled(plan, summary).to_csv(plan.out / "summary.csv", index=False)
     claims = assess_claims(table, plan.preset.claims)
     _write_study_json(plan, wall_s=time.monotonic() - start, ran=len(pending), claims=claims)
     print(f"\n{plan.study.question}\n")
@@ -144,7 +147,7 @@ def execute(plan: Plan) -> pd.DataFrame:
         print(format_claims(claims, {name: arm.label or name for name, arm in plan.preset.arms.items()}) + "\n")
     print(format_summary(summary, list(plan.preset.arms)))
     print(
-        f"\n(mean ± half-width of the 95% t-interval over {table['seed'].nunique()} seed(s); "
+        f"\n(mean ± half-width of the {CONFIDENCE:.0%} t-interval over {table['seed'].nunique()} seed(s); "
         f"{time.monotonic() - start:.0f} s; tidy table: {plan.out / 'runs.csv'})"
     )
     return table
@@ -210,6 +213,16 @@ def collect(plan: Plan) -> pd.DataFrame:
     return table[[*RUN_COLUMNS, "metric", *coords, "value"]]
 
 
+def labelled(plan: Plan, summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as a file that stands on its own: which study and preset, the intervals' confidence, units."""
+    from lit_codellama.studies.evaluations import unit_of
+
+    table = summary.assign(confidence=CONFIDENCE, unit=summary["metric"].map(unit_of))
+    table.insert(0, "study", plan.study.name)
+    table.insert(1, "preset", plan.preset_name)
+    return table
+
+
 def describe(plan: Plan) -> str:
     """The plan in words and YAML: what `--dry-run` prints."""
     lines = [
@@ -233,8 +246,10 @@ def describe(plan: Plan) -> str:
 
 
 def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -> None:
-    arms = {
-        name: {
+    arms = {}
+    for name, arm in plan.preset.arms.items():
+        records = _training_records(plan, name)
+        arms[name] = {
             "label": arm.label or name,
             "init_from": arm.init_from,
             "train": arm.train,
@@ -242,9 +257,9 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -
             "rope": _plain(arm.rope),
             "settings": plan.settings(name),
             "model_config": plan.model_config(name),
+            "precision": _common(r.get("precision") for r in records),
+            "corpus": _common(r.get("corpus") for r in records),
         }
-        for name, arm in plan.preset.arms.items()
-    }
     info = {
         "study": plan.study.name,
         "question": plan.study.question,
@@ -253,22 +268,20 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -
         "seeds": sorted({run.seed for run in plan.runs}),
         "arms": arms,
         "evaluations": _plain(plan.preset.evaluations),
-        "corpus": {"sha256": _corpus_sha256(plan)},
         "data": {"largest_document_share": _largest_document_share(plan)},
         "claims": claims,
+        "confidence": CONFIDENCE,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "invocation_wall_s": round(wall_s, 1),  # this invocation only: a resumed study ran in several
         "run_seconds": round(sum(_run_seconds(plan, run) for run in plan.runs), 1),  # training + evaluation, all runs
         "runs_executed": ran,
-        "machine": {
-            "host": platform.node(),
-            "cpu": cpu_info()["model"],
-            "precision_auto": precision_record(AUTO, "auto"),  # what `precision: auto` resolves to here
-            "cpus": _cpu_count(),
-            "load_average_at_finish": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(),
-        },
+        # Of this invocation; each run's own is in its run.json. Precision: the one every arm's training runs share
+        # (null where they differ; then see `arms`).
+        **provenance(precision=_common(spec["precision"] for spec in arms.values())),
+        "corpus": {"sha256": _corpus_sha256(plan)},
     }
+    info["machine"]["load_average_at_finish"] = [round(x, 2) for x in os.getloadavg()]
+    info["machine"]["precision_auto"] = precision_record(AUTO, "auto")  # what `precision: auto` resolves to here
     (plan.out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -289,12 +302,20 @@ def _corpus_sha256(plan: Plan) -> str | list[str]:
     return shas[0] if len(shas) == 1 else shas
 
 
+def _training_records(plan: Plan, arm: str) -> list[dict[str, Any]]:
+    """The `run.json` of the training runs behind an arm's weights (its own, or those of the arm it evaluates)."""
+    paths = [plan.model_dir(run).parent / "run.json" for run in plan.runs if run.arm == arm]
+    return [json.loads(path.read_text()) for path in paths if path.is_file()]
+
+
+def _common(values) -> Any:
+    """The value all of `values` share; None if they differ or there are none."""
+    distinct = {json.dumps(v, sort_keys=True) for v in values}
+    return json.loads(distinct.pop()) if len(distinct) == 1 else None
+
+
 def _run_seconds(plan: Plan, run: Run) -> float:
     return sum(json.loads((plan.run_dir(run) / "metrics.json").read_text())["timings"].values())
-
-
-def _cpu_count() -> int | None:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _plain(value: Any) -> Any:

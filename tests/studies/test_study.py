@@ -91,8 +91,8 @@ def test_set_dotted_creates_sections_and_refuses_to_descend_into_a_value():
         set_dotted(config, "model.model_config.rope_theta", 1e6)
 
 
-def finish(plan: Plan, run: Run, measurements: list[dict]) -> None:
-    """What `execute_run` leaves behind for a finished run."""
+def finish(plan: Plan, run: Run, measurements: list[dict], run_json: dict | None = None) -> None:
+    """What `execute_run` leaves behind for a finished run (and the training CLI's `run.json`, if given)."""
     run_dir = plan.run_dir(run)
     run_dir.mkdir(parents=True)
     (run_dir / "arm.yaml").write_text(yaml.safe_dump(plan.definition(run), sort_keys=False))
@@ -100,6 +100,8 @@ def finish(plan: Plan, run: Run, measurements: list[dict]) -> None:
     if plan.preset.arms[run.arm].train:  # the trained weights' config, which study.json records per arm
         (run_dir / "model").mkdir()
         (run_dir / "model" / OUR_CONFIG).write_text(yaml.safe_dump(ModelConfig.from_name("cl-1m").to_dict()))
+    if run_json is not None:
+        (run_dir / "run.json").write_text(json.dumps(run_json))
 
 
 def test_finished_runs_are_skipped_and_the_rest_stay_pending(tmp_path):
@@ -137,6 +139,33 @@ def test_tidy_table_has_one_row_per_arm_seed_metric_and_coordinate(tmp_path):
     assert table.loc[table.metric == "val_loss", "length"].isna().all()
     assert set(table.loc[table.metric == "perplexity", "length"]) == {64, 128, 256}
     assert pd.api.types.is_float_dtype(table["value"])
+
+
+def test_study_json_and_summary_say_where_the_results_come_from_and_what_they_measure(tmp_path, capsys):
+    plan = Plan.make(lcft_study(), "small", out=tmp_path)
+    corpus = {"path": "/corpora/default", "fingerprint": "f" * 16, "sha256": "a" * 64}
+    for run in plan.runs:
+        trains = plan.preset.arms[run.arm].train
+        finish(plan, run, [{"metric": "val_loss", "value": 2.0 + run.seed},
+                           {"metric": "humaneval_pass@1", "value": 0.25 * run.seed}],
+               {"precision": "bf16-mixed", "corpus": corpus} if trains else None)
+    execute(plan)
+    info = json.loads((tmp_path / "study.json").read_text())
+    assert len(info["git"]["commit"]) == 40 and isinstance(info["git"]["dirty"], bool)
+    assert {"python", "torch", "lightning", "deepspeed", "transformers", "datasets"} <= set(info["versions"])
+    assert info["machine"]["cpu"] and "cpu_flags" in info["machine"] and info["machine"]["cpus"] >= 1
+    assert info["precision"] == "bf16-mixed" and info["corpus"]["sha256"] == "a" * 64
+    assert info["arms"]["pretrain"]["corpus"] == corpus  # what the training runs recorded
+    # An evaluation-only arm reports the training of the weights it evaluates.
+    assert info["arms"]["inference_theta"]["precision"] == "bf16-mixed"
+    assert info["arms"]["inference_theta"]["corpus"]["sha256"] == "a" * 64
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary.columns[:2]) == ["study", "preset"] and {"confidence", "unit"} <= set(summary.columns)
+    assert set(summary["study"]) == {"lcft"} and set(summary["preset"]) == {"small"}
+    assert (summary["confidence"] == 0.95).all()
+    units = dict(zip(summary["metric"], summary["unit"], strict=False))
+    assert units == {"val_loss": "nats/token", "humaneval_pass@1": "fraction"}
+    assert summary.loc[summary["metric"] == "humaneval_pass@1", "mean"].max() <= 1  # a fraction, not a percentage
 
 
 @pytest.mark.parametrize(
