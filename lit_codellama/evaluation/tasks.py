@@ -41,8 +41,12 @@ class CodeProblem:
     reference: str = ""  # the canonical completion, which must pass
 
     def program(self, completion: str) -> str:
+        return self.solution(completion) + self.tests
+
+    def solution(self, completion: str) -> str:
+        """The program without its tests (what bigcode-evaluation-harness calls a generation)."""
         head = self.prompt if self.program_head is None else self.program_head
-        return head + completion + self.suffix + self.tests
+        return head + completion + self.suffix
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,9 @@ def score_samples(
 
     `timeout_s` replaces the language's wall-clock and CPU limits. Identical programs (e.g. equal samples of an
     easy problem) run once and share the verdict, which assumes the tests are deterministic. With `out_dir`,
-    writes `results.jsonl` (one row per sample, with `passed` and the sandbox status) and `summary.json`. Only
-    problems that have samples are scored; the summary counts both.
+    writes `results.jsonl` (one row per sample, with `passed` and the sandbox status), `summary.json` and
+    `generations.json` (see `bigcode_generations`). Only problems that have samples are scored; the summary counts
+    both.
     """
     by_id = {p.task_id: p for p in problems}
     if len(by_id) != len(problems):
@@ -179,6 +184,7 @@ def score_samples(
         log.warning("%s: scored %d of %d problems (the others have no samples)", task, len(per_task), len(problems))
     if out_dir is not None:
         write_results(out_dir, records, summary)
+        (Path(out_dir) / "generations.json").write_text(json.dumps(bigcode_generations(problems, samples)) + "\n")
     return summary
 
 
@@ -203,6 +209,18 @@ def _not_runnable(program: str) -> ExecResult | None:
         reason = f"not valid Unicode: {e.object[e.start]!r} at character {e.start} of the program is a lone surrogate"
         return ExecResult("failed", None, None, 0.0, reason)
     return None
+
+
+def bigcode_generations(problems: Sequence[CodeProblem], samples: Sequence[Sample]) -> list[list[str]]:
+    """bigcode-evaluation-harness's `generations.json` (`--save_generations`; read back with
+    `--load_generations_path`): per problem, in problem order, the list of its generations, each the program
+    without its tests (HumanEval and MultiPL-E: prompt + completion; MBPP: the completion), to which the harness
+    appends its own tests. Problems without samples are left out, as `--limit` leaves out the last ones."""
+    by_task: dict[str, list[str]] = defaultdict(list)
+    by_id = {p.task_id: p for p in problems}
+    for sample in samples:
+        by_task[sample.task_id].append(by_id[sample.task_id].solution(sample.completion))
+    return [by_task[p.task_id] for p in problems if p.task_id in by_task]
 
 
 def write_results(out_dir: str | Path, records: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:
