@@ -258,17 +258,24 @@ def key_retrieval(
     return rows
 
 
+UNITS = {  # of each measurement: losses in nats per token, pass@k and accuracies as fractions
+    **dict.fromkeys(("val_loss", "val_loss_curve", "humaneval_solution_loss", "middle_loss", "loss_full",
+                     "loss_capped"), "nats/token"),
+    **dict.fromkeys(("humaneval_pass@1", "infilling_pass@1", "middle_token_accuracy", "key_retrieval_accuracy",
+                     "key_retrieval_top1"), "fraction"),
+    **dict.fromkeys(("prefix_only_bits_per_char", "middle_bits_per_char"), "bits/char"),
+    "suffix_gain": "bits/char (difference)",
+    "context_gain": "nats/token (difference)",
+    "key_retrieval_nats_above_chance": "nats",
+    "perplexity": "exp(nats/token)",
+}
+
+
 def unit_of(metric: str) -> str | None:
-    """The unit of a measurement, by its kind: losses in nats per token, pass@k and accuracies as fractions."""
-    if metric.endswith("loss"):
-        return "nats/token"
-    if "pass@" in metric or metric.endswith("accuracy"):
-        return "fraction"
-    if metric == "perplexity":
-        return "exp(nats/token)"
-    # A finished study's summary is still worth writing; the name should say its kind (_loss, _accuracy, pass@k).
-    log.warning("no unit known for metric %r", metric)
-    return None
+    """The unit of a measurement (`UNITS`); None, with a warning, for a metric not listed there."""
+    if metric not in UNITS:  # a finished study's summary is still worth writing
+        log.warning("no unit known for metric %r; add it to studies.evaluations.UNITS", metric)
+    return UNITS.get(metric)
 
 
 EVALUATIONS: dict[str, Callable[..., list[Measurement]]] = {
