@@ -184,7 +184,8 @@ def _likelihood_task(args: argparse.Namespace) -> dict[str, Any]:
                                       args.batch_size, out_dir=args.out)
     texts = _read_texts(args.data)
     if args.task == "long-context":
-        return perplexity_by_context_length(model, tok, texts, args.lengths, args.stride, args.batch_size, args.out)
+        return perplexity_by_context_length(model, tok, texts, args.lengths, args.stride, args.batch_size, args.out,
+                                            progress=True)
     summary = {"task": "perplexity", **perplexity(model, tok, texts, args.context_length or model.config.block_size,
                                                   args.stride, args.batch_size)}
     _write_summary(args.out, summary)

@@ -22,6 +22,7 @@ from lit_codellama.evaluation.execution import LANGUAGES, ExecutionInterrupted, 
 from lit_codellama.evaluation.metrics import pass_at_k_table
 from lit_codellama.evaluation.sandbox import ExecResult, Sandbox
 from lit_codellama.generate import SamplingConfig, complete, infill
+from lit_codellama.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,11 @@ def generate_samples(
     n_samples: int = 1,
     batch_size: int = 8,
     infill_mode: str | None = None,
+    progress: bool = False,
+    desc: str = "generate",
 ) -> list[Sample]:
-    """`n_samples` completions per problem (left to right, or the middle in PSM/SPM order), problem by problem."""
+    """`n_samples` completions per problem (left to right, or the middle in PSM/SPM order), problem by problem;
+    `progress`: a bar of samples generated (on a terminal)."""
     if n_samples > 1 and sampling.temperature == 0.0:
         raise ValueError(f"n_samples={n_samples} with greedy decoding gives identical samples; set temperature > 0")
     if infill_mode not in (None, *INFILL_MODES):
@@ -77,15 +81,20 @@ def generate_samples(
     by_stop: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for i in order:
         by_stop[requests[i].stop].append(i)
-    for stop, indices in by_stop.items():
-        batch = [requests[i] for i in indices]
-        if infill_mode is None:
-            outputs = complete(model, tok, [p.prompt for p in batch], sampling, stop, batch_size, generator)
-        else:
-            outputs = infill(model, tok, [p.prompt for p in batch], [p.suffix for p in batch],
-                             infill_mode == "spm", sampling, batch_size, generator)
-        for i, text in zip(indices, outputs, strict=True):
-            texts[i] = text
+    bar = progress_bar(total=len(requests), desc=desc, unit="sample", leave=False, enabled=progress)
+    for stop, group in by_stop.items():
+        for start in range(0, len(group), batch_size):  # a batch at a time, for the progress bar
+            indices = group[start : start + batch_size]
+            batch = [requests[i] for i in indices]
+            if infill_mode is None:
+                outputs = complete(model, tok, [p.prompt for p in batch], sampling, stop, batch_size, generator)
+            else:
+                outputs = infill(model, tok, [p.prompt for p in batch], [p.suffix for p in batch],
+                                 infill_mode == "spm", sampling, batch_size, generator)
+            for i, text in zip(indices, outputs, strict=True):
+                texts[i] = text
+            bar.update(len(indices))
+    bar.close()
     return [Sample(p.task_id, text) for p, text in zip(requests, texts, strict=True)]
 
 
@@ -256,7 +265,8 @@ def evaluate_problems(
     sandbox = sandbox or Sandbox()  # refuse before spending time on generation
     settings = {**asdict(sampling), "n_samples": n_samples, "infill_mode": infill_mode}
     start = time.monotonic()
-    samples = generate_samples(model, tok, problems, sampling, n_samples, batch_size, infill_mode)
+    samples = generate_samples(model, tok, problems, sampling, n_samples, batch_size, infill_mode, progress,
+                               f"{task}: generate")
     extra = {**(extra or {}), "generation": settings, "generation_s": round(time.monotonic() - start, 3)}
     answers = samples
     if answer_to_code is not None:

@@ -39,6 +39,7 @@ class EvalContext:
     data_config: dict[str, Any]  # the `data` section of the training config
     out_dir: Path  # per-sample outputs go to <out_dir>/<evaluation>/
     train_log: Path | None = None  # Lightning's metrics.csv of the run that trained the weights
+    progress: bool = False  # progress bars of generation, sandbox runs and perplexity (on a terminal)
 
     @cached_property
     def datamodule(self):
@@ -122,7 +123,7 @@ def humaneval(ctx: EvalContext, max_new_tokens: int = 256, limit: int | None = N
         ks=(1,),
         batch_size=batch_size,
         out_dir=ctx.out_dir / "humaneval",
-        progress=False,
+        progress=ctx.progress,
     )
     return [{"metric": "humaneval_pass@1", "value": summary["pass@1"]}]
 
@@ -152,7 +153,7 @@ def infilling(
             batch_size=batch_size,
             ks=(1,),
             out_dir=ctx.out_dir / f"infilling-{subset}-{mode}",
-            progress=False,
+            progress=ctx.progress,
         )
         rows.append({"metric": "infilling_pass@1", "subset": subset, "mode": mode, "value": summary["pass@1"]})
     return rows
@@ -213,7 +214,8 @@ def perplexity(ctx: EvalContext, lengths: Sequence[int], n_documents: int = 8) -
     from lit_codellama.evaluation import perplexity_by_context_length
 
     texts = ctx.held_out_texts(max(lengths), n_documents)
-    summary = perplexity_by_context_length(ctx.model, ctx.tok, texts, lengths, out_dir=ctx.out_dir / "perplexity")
+    summary = perplexity_by_context_length(ctx.model, ctx.tok, texts, lengths, out_dir=ctx.out_dir / "perplexity",
+                                           progress=ctx.progress)
     return [
         {"metric": "perplexity", "length": row["context_length"], "value": row["perplexity"]}
         for row in summary["by_length"]
@@ -298,15 +300,22 @@ def evaluate(
     data_config: dict[str, Any],
     evaluations: Mapping[str, Mapping[str, Any]],
     out_dir: Path,
+    bar: tqdm | None = None,
 ) -> tuple[list[Measurement], dict[str, float]]:
     """Run the preset's evaluations on the weights in `model_dir` and its tokenizer, loaded as every inference entry
     point loads them (`load_for_inference`: on the GPU when there is one, with `rope` = {rope_theta, rope_scaling}
-    applied); returns measurements and seconds per evaluation."""
+    applied); returns measurements and seconds per evaluation. `bar`: a progress bar that advances by one per
+    evaluation (and names the one running); when it shows, so do the evaluations' own bars."""
     model, tok = load_for_inference(model_dir, **(rope or {}))
-    ctx = EvalContext(model, tok, data_config, out_dir, train_log=Path(model_dir).parent / "metrics.csv")
+    ctx = EvalContext(model, tok, data_config, out_dir, train_log=Path(model_dir).parent / "metrics.csv",
+                      progress=bar is not None and not bar.disable)
     measurements, timings = [], {}
     for name, settings in evaluations.items():
+        if bar is not None:
+            bar.set_postfix_str(name)
         start = time.monotonic()
         measurements += EVALUATIONS[name](ctx, **settings)
         timings[f"{name}_s"] = round(time.monotonic() - start, 2)
+        if bar is not None:
+            bar.update()
     return measurements, timings

@@ -35,11 +35,13 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from tqdm.auto import tqdm
 
 from lit_codellama.checkpoint import OUR_CONFIG
 from lit_codellama.config import ModelConfig, set_dotted
 from lit_codellama.errors import ConfigError
 from lit_codellama.precision import AUTO, precision_record
+from lit_codellama.progress import progress_bar
 from lit_codellama.provenance import provenance
 from lit_codellama.studies.stats import RUN_COLUMNS, assess_claims, format_claims, format_summary, summarize
 from lit_codellama.studies.study import Arm, Preset, Run, Study
@@ -125,17 +127,20 @@ class Plan:
         return self.definition(source)["train"].get("data", {})
 
 
-def execute(plan: Plan) -> pd.DataFrame:
-    """Train and evaluate every pending run, then write and print the tidy table and its summary."""
+def execute(plan: Plan, progress: bool = True) -> pd.DataFrame:
+    """Train and evaluate every pending run, then write and print the tidy table and its summary. `progress`: a
+    live bar per run on a terminal (training steps, then each evaluation); a line per finished run either way."""
     start = time.monotonic()
     plan.out.mkdir(parents=True, exist_ok=True)
     pending = pending_runs(plan)
     print(f"{plan.study.name} ({plan.preset_name}): {len(plan.runs)} runs, {len(pending)} to do, results in {plan.out}")
+    _build_corpora(plan, pending)  # now, so that the build's own progress comes before the runs' lines
     for i, run in enumerate(pending, 1):
-        print(f"[{i}/{len(pending)}] {run.key} ...", end=" ", flush=True)
-        timings = execute_run(plan, run)
+        name = f"[{i}/{len(pending)}] {run.key}"
+        with progress_bar(desc=name, unit="step", leave=False, enabled=progress) as bar:
+            timings = execute_run(plan, run, bar)
         total, train_s = sum(timings.values()), timings.get("train_s", 0.0)
-        print(f"{total:.0f} s (training {train_s:.0f} s, evaluation {total - train_s:.0f} s)", flush=True)
+        print(f"{name} ... {total:.0f} s (training {train_s:.0f} s, evaluation {total - train_s:.0f} s)", flush=True)
     collect(plan).to_csv(plan.out / "runs.csv", index=False)
     table = pd.read_csv(plan.out / "runs.csv")  # what the claims recompute from
     summary = summarize(table, CONFIDENCE)
@@ -170,10 +175,12 @@ def pending_runs(plan: Plan) -> list[Run]:
     return pending
 
 
-def execute_run(plan: Plan, run: Run) -> dict[str, float]:
+def execute_run(plan: Plan, run: Run, bar: tqdm | None = None) -> dict[str, float]:
     """Train (with the `fit` command's code path, resuming an interrupted run) unless the weights exist, evaluate,
-    and write `metrics.json` last. Returns the seconds each step took."""
+    and write `metrics.json` last. Returns the seconds each step took. `bar` advances by training steps and then
+    by evaluations."""
     from lit_codellama.studies.evaluations import evaluate
+    from lit_codellama.training.callbacks import StepProgress
     from lit_codellama.training.cli import train
 
     run_dir = plan.run_dir(run)
@@ -186,19 +193,31 @@ def execute_run(plan: Plan, run: Run) -> dict[str, float]:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "arm.yaml").write_text(yaml.safe_dump(_plain(plan.definition(run)), sort_keys=False))
     timings: dict[str, float] = {}
+    if bar is not None:
+        bar.reset(total=len(plan.preset.evaluations))  # training adds its steps when it starts
     with _log_to(run_dir / "run.log"):
         if needs_training:
             start = time.monotonic()
-            train(plan.train_config(run), run_dir=run_dir)
+            train(plan.train_config(run), run_dir=run_dir, callbacks=[StepProgress(bar)] if bar is not None else ())
             timings["train_s"] = round(time.monotonic() - start, 1)
         measurements, eval_timings = evaluate(
-            plan.model_dir(run), arm.rope, plan.data_config(run), plan.preset.evaluations, run_dir / "eval"
+            plan.model_dir(run), arm.rope, plan.data_config(run), plan.preset.evaluations, run_dir / "eval", bar
         )
     result = {"arm": run.arm, "seed": run.seed, "measurements": measurements, "timings": {**timings, **eval_timings}}
     tmp = run_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(run_dir / "metrics.json")  # atomic: a crash never leaves a half-written "finished" marker
     return result["timings"]
+
+
+def _build_corpora(plan: Plan, runs: list[Run]) -> None:
+    """Build (or find in the cache) the corpus of every run's data, before any run starts."""
+    from lit_codellama.data import CodeDataModule
+
+    configs = {json.dumps(plan.data_config(run), sort_keys=True, default=str): plan.data_config(run) for run in runs}
+    for config in configs.values():
+        if "class_path" not in config:  # another data module builds its own data
+            CodeDataModule(**config).corpus  # noqa: B018
 
 
 def collect(plan: Plan) -> pd.DataFrame:

@@ -154,6 +154,24 @@ class RunMetadata(L.Callback):
         path.write_text(json.dumps(metadata, indent=2) + "\n")
 
 
+class StepProgress(L.Callback):
+    """Advances a progress bar (e.g. a study run's, which goes on through evaluation) by optimizer steps, showing
+    the training loss; a resumed run starts at its step."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.bar.total = (self.bar.total or 0) + max(trainer.max_steps, 0)
+        self.bar.update(trainer.global_step)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None:
+            self.bar.set_postfix(loss=f"{float(loss):.3g}", refresh=False)
+        self.bar.update(trainer.global_step - self.bar.n)
+
+
 class ExportModel(L.Callback):
     """At the end of training, save a full checkpoint (`checkpoint`) and the weights alone (`model_dir`:
     `model_config.yaml`, `model.safetensors` and the data's `tokenizer.model`), which evaluation and the next

@@ -168,6 +168,33 @@ def test_study_json_and_summary_say_where_the_results_come_from_and_what_they_me
     assert summary.loc[summary["metric"] == "humaneval_pass@1", "mean"].max() <= 1  # a fraction, not a percentage
 
 
+def test_corpora_are_built_before_the_first_run_line(tmp_path, monkeypatch, capsys):
+    """The build prints its own progress; it must not land in the middle of a run's line."""
+    import lit_codellama.data
+    from lit_codellama.studies import runner
+
+    class Data:
+        def __init__(self, **config):
+            self.config = config
+
+        @property
+        def corpus(self):
+            print(f"building corpus for seq_len={self.config['seq_len']}")
+
+    def execute_run(plan, run, bar=None):
+        finish(plan, run, [{"metric": "val_loss", "value": 1.0}])
+        return {"train_s": 1.0}
+
+    monkeypatch.setattr(lit_codellama.data, "CodeDataModule", Data)
+    monkeypatch.setattr(runner, "execute_run", execute_run)
+    execute(Plan.make(lcft_study(), "small", out=tmp_path), progress=False)
+    lines = capsys.readouterr().out.splitlines()
+    builds = [i for i, line in enumerate(lines) if line.startswith("building corpus")]
+    runs = [i for i, line in enumerate(lines) if line.startswith("[")]
+    assert len(builds) == 4  # one per distinct data config: seq_len 64 and 256 x data seeds 0 and 1
+    assert len(runs) == 6 and max(builds) < min(runs)
+
+
 @pytest.mark.parametrize(
     "evaluations, message",
     [({"bleu": {}}, "unknown evaluation 'bleu'"), ({"perplexity": {"length": [64]}}, "'perplexity' settings")],

@@ -1,5 +1,6 @@
 """End-to-end `fit` on one CPU process: what a run directory holds, stage chaining, failure modes."""
 
+import io
 import json
 import math
 import re
@@ -12,13 +13,14 @@ import torch
 import yaml
 from conftest import REPO, tiny_config
 from probes import PoisonAtStep
+from tqdm import tqdm
 
 import lit_codellama
 from lit_codellama.checkpoint import load_model
 from lit_codellama.errors import CheckpointError, ConfigError
 from lit_codellama.training import train
 from lit_codellama.provenance import git_state
-from lit_codellama.training.callbacks import NonFiniteLossError
+from lit_codellama.training.callbacks import NonFiniteLossError, StepProgress
 from lit_codellama.training.cli import main
 
 
@@ -89,11 +91,15 @@ def test_run_json_records_code_libraries_machine_precision_and_corpus(run, corpu
     assert metadata["corpus"]["sha256"] == corpus.get("sha256")
 
 
-def test_a_resumed_run_records_the_checkpoint_it_resumed_from(corpus_dir, tmp_path):
+def test_a_resumed_run_records_the_checkpoint_it_resumed_from_and_its_bar_starts_there(corpus_dir, tmp_path):
     run_dir = tmp_path / "run"
-    train(tiny_config(corpus_dir, run_dir, max_steps=2, every=2))
+    bar = tqdm(total=3, file=io.StringIO())  # e.g. a study run's: 3 evaluations follow the training steps
+    train(tiny_config(corpus_dir, run_dir, max_steps=2, every=2), callbacks=[StepProgress(bar)])
+    assert (bar.n, bar.total) == (2, 2 + 3)
     assert json.loads((run_dir / "run.json").read_text())["resumed_from"] is None
-    train(tiny_config(corpus_dir, run_dir, max_steps=4, every=2))  # `--ckpt_path last`
+    bar = tqdm(total=0, file=io.StringIO())
+    train(tiny_config(corpus_dir, run_dir, max_steps=4, every=2), callbacks=[StepProgress(bar)])  # `--ckpt_path last`
+    assert (bar.n, bar.total) == (4, 4)
     metadata = json.loads((run_dir / "run.json").read_text())
     assert metadata["resumed_from"] == str((run_dir / "checkpoints" / "last.ckpt").resolve())
     assert metadata["resumed_at_step"] == 2
