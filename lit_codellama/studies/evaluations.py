@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from jsonargparse import ArgumentParser
+from tqdm.auto import tqdm
 
 from lit_codellama.checkpoint import load_for_inference
 from lit_codellama.data import CodeDataModule
