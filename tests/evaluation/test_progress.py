@@ -9,6 +9,7 @@ import lit_codellama.progress
 from lit_codellama.evaluation.humaneval import humaneval_problems
 from lit_codellama.evaluation.likelihood import perplexity_by_context_length
 from lit_codellama.evaluation.tasks import generate_samples
+from lit_codellama.generate import SamplingConfig
 from lit_codellama.progress import progress_bar
 
 
@@ -49,15 +50,15 @@ def test_bars_show_only_on_a_terminal_and_when_enabled(monkeypatch):
 def test_generation_counts_samples_on_a_terminal(tiny_model, tokenizer, monkeypatch):
     terminal = on_a_terminal(monkeypatch)
     problems = humaneval_problems(limit=3)
-    samples = generate_samples(tiny_model, tokenizer, problems, max_new_tokens=2, batch_size=2, progress=True,
-                               desc="humaneval: generate")
+    samples = generate_samples(tiny_model, tokenizer, problems, SamplingConfig(max_new_tokens=2), batch_size=2,
+                               progress=True, desc="humaneval: generate")
     assert len(samples) == 3
     assert "humaneval: generate" in terminal.getvalue() and "3/3" in terminal.getvalue()
 
 
 def test_generation_is_silent_without_progress(tiny_model, tokenizer, monkeypatch):
     terminal = on_a_terminal(monkeypatch)
-    generate_samples(tiny_model, tokenizer, humaneval_problems(limit=2), max_new_tokens=2)
+    generate_samples(tiny_model, tokenizer, humaneval_problems(limit=2), SamplingConfig(max_new_tokens=2))
     assert terminal.getvalue() == ""
 
 

@@ -141,7 +141,16 @@ def test_tidy_table_has_one_row_per_arm_seed_metric_and_coordinate(tmp_path):
     assert pd.api.types.is_float_dtype(table["value"])
 
 
-def test_study_json_and_summary_say_where_the_results_come_from_and_what_they_measure(tmp_path, capsys):
+@pytest.fixture
+def no_corpus(monkeypatch):
+    """study.json's planned document share and corpus sha256 read the corpus, which these finished runs lack."""
+    from lit_codellama.studies import runner
+
+    monkeypatch.setattr(runner, "_largest_document_share", lambda plan: None)
+    monkeypatch.setattr(runner, "_corpus_sha256", lambda plan: "a" * 64)
+
+
+def test_study_json_and_summary_say_where_the_results_come_from_and_what_they_measure(tmp_path, no_corpus):
     plan = Plan.make(lcft_study(), "small", out=tmp_path)
     corpus = {"path": "/corpora/default", "fingerprint": "f" * 16, "sha256": "a" * 64}
     for run in plan.runs:
@@ -168,7 +177,7 @@ def test_study_json_and_summary_say_where_the_results_come_from_and_what_they_me
     assert summary.loc[summary["metric"] == "humaneval_pass@1", "mean"].max() <= 1  # a fraction, not a percentage
 
 
-def test_corpora_are_built_before_the_first_run_line(tmp_path, monkeypatch, capsys):
+def test_corpora_are_built_before_the_first_run_line(tmp_path, monkeypatch, capsys, no_corpus):
     """The build prints its own progress; it must not land in the middle of a run's line."""
     import lit_codellama.data
     from lit_codellama.studies import runner
