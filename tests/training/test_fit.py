@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, tiny_config
-from probes import PoisonAtStep
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from probes import PoisonAtStep, TerminateAtStep
 from tqdm import tqdm
 
 import lit_codellama
@@ -93,12 +94,14 @@ def test_run_json_records_code_libraries_machine_precision_and_corpus(run, corpu
 
 def test_a_resumed_run_records_the_checkpoint_it_resumed_from_and_its_bar_starts_there(corpus_dir, tmp_path):
     run_dir = tmp_path / "run"
+    config = tiny_config(corpus_dir, run_dir, max_steps=4, every=2)
     bar = tqdm(total=3, file=io.StringIO())  # e.g. a study run's: 3 evaluations follow the training steps
-    train(tiny_config(corpus_dir, run_dir, max_steps=2, every=2), callbacks=[StepProgress(bar)])
-    assert (bar.n, bar.total) == (2, 2 + 3)
+    with pytest.raises(SIGTERMException):
+        train(config, callbacks=[StepProgress(bar), TerminateAtStep(1)])  # step 2 completes, then the run stops
+    assert (bar.n, bar.total) == (2, 4 + 3)
     assert json.loads((run_dir / "run.json").read_text())["resumed_from"] is None
     bar = tqdm(total=0, file=io.StringIO())
-    train(tiny_config(corpus_dir, run_dir, max_steps=4, every=2), callbacks=[StepProgress(bar)])  # `--ckpt_path last`
+    train(config, callbacks=[StepProgress(bar)])  # `--ckpt_path last`
     assert (bar.n, bar.total) == (4, 4)
     metadata = json.loads((run_dir / "run.json").read_text())
     assert metadata["resumed_from"] == str((run_dir / "checkpoints" / "last.ckpt").resolve())
