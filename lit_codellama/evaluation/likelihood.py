@@ -28,6 +28,7 @@ from lit_codellama.evaluation.infilling import infilling_problems
 from lit_codellama.evaluation.tasks import write_results
 from lit_codellama.fim import FIMSplit, fim_sample, infilling_prompt
 from lit_codellama.loss import IGNORE_INDEX, next_token_nats
+from lit_codellama.progress import progress_bar
 
 
 @torch.inference_mode()
@@ -263,16 +264,18 @@ def perplexity_by_context_length(
     stride: int | None = None,
     batch_size: int = 1,
     out_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """`perplexity` at each context length; rows in `by_length`. Only texts that fill the longest window are
-    used, so every length is measured on the same texts."""
+    used, so every length is measured on the same texts. `progress`: a bar of lengths done (on a terminal)."""
     longest = max(lengths)
     n_tokens = [len(tok.encode(t, bos=True)) for t in texts]
     texts = [t for t, n in zip(texts, n_tokens, strict=True) if n >= longest]
     if not texts:
         raise EvalInputError(f"no text has {longest} tokens (the longest has {max(n_tokens, default=0)}); give longer "
                              "texts or shorter context lengths")
-    rows = [perplexity(model, tok, texts, n, stride and min(stride, n), batch_size) for n in sorted(lengths)]
+    bar = progress_bar(sorted(lengths), desc="perplexity", unit="length", leave=False, enabled=progress)
+    rows = [perplexity(model, tok, texts, n, stride and min(stride, n), batch_size) for n in bar]
     summary = {"task": "long-context-perplexity", "n_texts": len(texts), "block_size": model.config.block_size,
                "rope_theta": model.config.rope_theta, "rope_scaling": model.config.rope_scaling, "by_length": rows}
     if out_dir is not None:

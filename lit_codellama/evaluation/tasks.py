@@ -22,6 +22,7 @@ from lit_codellama.evaluation.execution import LANGUAGES, ExecutionInterrupted, 
 from lit_codellama.evaluation.metrics import pass_at_k_table
 from lit_codellama.evaluation.sandbox import ExecResult, Sandbox
 from lit_codellama.generate import SamplingConfig, complete, infill
+from lit_codellama.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,12 @@ class CodeProblem:
     reference: str = ""  # the canonical completion, which must pass
 
     def program(self, completion: str) -> str:
+        return self.solution(completion) + self.tests
+
+    def solution(self, completion: str) -> str:
+        """The program without its tests (what bigcode-evaluation-harness calls a generation)."""
         head = self.prompt if self.program_head is None else self.program_head
-        return head + completion + self.suffix + self.tests
+        return head + completion + self.suffix
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,11 @@ def generate_samples(
     n_samples: int = 1,
     batch_size: int = 8,
     infill_mode: str | None = None,
+    progress: bool = False,
+    desc: str = "generate",
 ) -> list[Sample]:
-    """`n_samples` completions per problem (left to right, or the middle in PSM/SPM order), problem by problem."""
+    """`n_samples` completions per problem (left to right, or the middle in PSM/SPM order), problem by problem;
+    `progress`: a bar of samples generated (on a terminal)."""
     if n_samples > 1 and sampling.temperature == 0.0:
         raise ValueError(f"n_samples={n_samples} with greedy decoding gives identical samples; set temperature > 0")
     if infill_mode not in (None, *INFILL_MODES):
@@ -73,15 +81,20 @@ def generate_samples(
     by_stop: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for i in order:
         by_stop[requests[i].stop].append(i)
-    for stop, indices in by_stop.items():
-        batch = [requests[i] for i in indices]
-        if infill_mode is None:
-            outputs = complete(model, tok, [p.prompt for p in batch], sampling, stop, batch_size, generator)
-        else:
-            outputs = infill(model, tok, [p.prompt for p in batch], [p.suffix for p in batch],
-                             infill_mode == "spm", sampling, batch_size, generator)
-        for i, text in zip(indices, outputs, strict=True):
-            texts[i] = text
+    bar = progress_bar(total=len(requests), desc=desc, unit="sample", leave=False, enabled=progress)
+    for stop, group in by_stop.items():
+        for start in range(0, len(group), batch_size):  # a batch at a time, for the progress bar
+            indices = group[start : start + batch_size]
+            batch = [requests[i] for i in indices]
+            if infill_mode is None:
+                outputs = complete(model, tok, [p.prompt for p in batch], sampling, stop, batch_size, generator)
+            else:
+                outputs = infill(model, tok, [p.prompt for p in batch], [p.suffix for p in batch],
+                                 infill_mode == "spm", sampling, batch_size, generator)
+            for i, text in zip(indices, outputs, strict=True):
+                texts[i] = text
+            bar.update(len(indices))
+    bar.close()
     return [Sample(p.task_id, text) for p, text in zip(requests, texts, strict=True)]
 
 
@@ -116,8 +129,9 @@ def score_samples(
 
     `timeout_s` replaces the language's wall-clock and CPU limits. Identical programs (e.g. equal samples of an
     easy problem) run once and share the verdict, which assumes the tests are deterministic. With `out_dir`,
-    writes `results.jsonl` (one row per sample, with `passed` and the sandbox status) and `summary.json`. Only
-    problems that have samples are scored; the summary counts both.
+    writes `results.jsonl` (one row per sample, with `passed` and the sandbox status), `summary.json` and
+    `generations.json` (see `bigcode_generations`). Only problems that have samples are scored; the summary counts
+    both.
     """
     by_id = {p.task_id: p for p in problems}
     if len(by_id) != len(problems):
@@ -179,6 +193,7 @@ def score_samples(
         log.warning("%s: scored %d of %d problems (the others have no samples)", task, len(per_task), len(problems))
     if out_dir is not None:
         write_results(out_dir, records, summary)
+        (Path(out_dir) / "generations.json").write_text(json.dumps(bigcode_generations(problems, samples)) + "\n")
     return summary
 
 
@@ -203,6 +218,18 @@ def _not_runnable(program: str) -> ExecResult | None:
         reason = f"not valid Unicode: {e.object[e.start]!r} at character {e.start} of the program is a lone surrogate"
         return ExecResult("failed", None, None, 0.0, reason)
     return None
+
+
+def bigcode_generations(problems: Sequence[CodeProblem], samples: Sequence[Sample]) -> list[list[str]]:
+    """bigcode-evaluation-harness's `generations.json` (`--save_generations`; read back with
+    `--load_generations_path`): per problem, in problem order, the list of its generations, each the program
+    without its tests (HumanEval and MultiPL-E: prompt + completion; MBPP: the completion), to which the harness
+    appends its own tests. Problems without samples are left out, as `--limit` leaves out the last ones."""
+    by_task: dict[str, list[str]] = defaultdict(list)
+    by_id = {p.task_id: p for p in problems}
+    for sample in samples:
+        by_task[sample.task_id].append(by_id[sample.task_id].solution(sample.completion))
+    return [by_task[p.task_id] for p in problems if p.task_id in by_task]
 
 
 def write_results(out_dir: str | Path, records: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -238,7 +265,8 @@ def evaluate_problems(
     sandbox = sandbox or Sandbox()  # refuse before spending time on generation
     settings = {**asdict(sampling), "n_samples": n_samples, "infill_mode": infill_mode}
     start = time.monotonic()
-    samples = generate_samples(model, tok, problems, sampling, n_samples, batch_size, infill_mode)
+    samples = generate_samples(model, tok, problems, sampling, n_samples, batch_size, infill_mode, progress,
+                               f"{task}: generate")
     extra = {**(extra or {}), "generation": settings, "generation_s": round(time.monotonic() - start, 3)}
     answers = samples
     if answer_to_code is not None:

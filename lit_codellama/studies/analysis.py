@@ -1,5 +1,5 @@
-"""What the study notebooks share: loading a results directory, intervals for seaborn, training curves,
-and the RoPE attention-decay bound of Code Llama's App. G (Fig. 9a)."""
+"""What the study notebooks share: loading a results directory, training curves, table cells, and the RoPE
+attention-decay bound of Code Llama's App. G (Fig. 9a). Figure helpers are in `plots`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lit_codellama.studies.stats import assess_claims, summarize, t_interval
+from lit_codellama.studies.stats import assess_claims, summarize
 from lit_codellama.studies.study import Claim
 
 
@@ -102,12 +102,6 @@ class StudyResults:
         return figures / name
 
 
-def ci95(values) -> tuple[float, float]:
-    """A seaborn `errorbar=` callable: the 95% Student-t interval over seeds (seaborn's "ci" bootstraps)."""
-    _, low, high = t_interval(list(values))
-    return low, high
-
-
 def interval(mean: float, low: float, high: float, scale: float = 1.0, digits: int = 3) -> str:
     """'mean [low, high]' for tables (the bounds are omitted when there is a single seed)."""
     if np.isnan(low):
@@ -127,36 +121,3 @@ def attention_decay_bound(distances, rope_theta: float, dim: int = 1024, rope_sc
     frequencies = rope_theta ** (-2 * np.arange(dim // 2) / dim)
     partial_sums = np.cumsum(np.exp(1j * n * frequencies), axis=1)  # S_1 .. S_{d/2}
     return np.abs(partial_sums).mean(axis=1)
-
-
-def context_length_axis(ax, lengths, trained_at) -> None:
-    """A log2 x-axis labelled at the measured context lengths, with dotted lines where arms were trained."""
-    from matplotlib.ticker import NullFormatter
-
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(set(lengths)), [str(int(n)) for n in sorted(set(lengths))])
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    for length in sorted(set(trained_at)):
-        ax.axvline(length, color="grey", linestyle=":", linewidth=1)
-        ax.text(length, 1.01, f"trained at {length}", transform=ax.get_xaxis_transform(), ha="center", fontsize=8)
-    ax.set_xlabel("context length (tokens)")
-
-
-def plot_ratios(ax, ratios: pd.DataFrame, labels: dict[str, str], colors: dict[str, Any]) -> None:
-    """Paired perplexity ratios from `summarize`d log-perplexity differences: geometric mean and interval.
-    `labels`: arm -> label; `colors`: label -> color (the other panels' palette)."""
-    for arm, label in labels.items():
-        rows = ratios[ratios["arm"] == arm].sort_values("length")
-        if rows.empty:
-            continue
-        mean = np.exp(rows["mean"])
-        ax.errorbar(
-            rows["length"],
-            mean,
-            yerr=[mean - np.exp(rows["low"]), np.exp(rows["high"]) - mean],
-            marker="o",
-            capsize=3,
-            label=label,
-            color=colors[label],
-        )
-    ax.axhline(1.0, color="black", linewidth=0.8)

@@ -1,4 +1,4 @@
-"""Command line of a study: `python ablations/<study>.py [--preset P] [--seeds N] [--out DIR] [--threads N]`.
+"""Command line of a study: `python ablations/<study>.py [--preset P] [--seeds N] [--out DIR] [--threads N] [--quiet]`.
 
 `python -m lit_codellama study <name|path.py> ...` runs a study script's `STUDY` the same way (`main`).
 """
@@ -27,7 +27,7 @@ def run_cli(study: Study, argv: list[str] | None = None, prog: str | None = None
         if args.dry_run:
             print(describe(plan))
         else:
-            execute(plan)
+            execute(plan, progress=not args.quiet)
     except LitCodeLlamaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -113,5 +113,8 @@ def _parser(study: Study, prog: str | None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="print every run's resolved definition and exit without training"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars (they show only on a terminal anyway): one line per run"
     )
     return parser

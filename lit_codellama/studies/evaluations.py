@@ -7,6 +7,7 @@ per token (bits per character where named), pass@1 and accuracies are fractions.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 from jsonargparse import ArgumentParser
+from tqdm.auto import tqdm
 
 from lit_codellama.checkpoint import load_for_inference
 from lit_codellama.data import CodeDataModule
@@ -26,6 +28,7 @@ from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
 
 Measurement = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +40,7 @@ class EvalContext:
     data_config: dict[str, Any]  # the `data` section of the training config
     out_dir: Path  # per-sample outputs go to <out_dir>/<evaluation>/
     train_log: Path | None = None  # Lightning's metrics.csv of the run that trained the weights
+    progress: bool = False  # progress bars of generation, sandbox runs and perplexity (on a terminal)
 
     @cached_property
     def datamodule(self):
@@ -120,7 +124,7 @@ def humaneval(ctx: EvalContext, max_new_tokens: int = 256, limit: int | None = N
         ks=(1,),
         batch_size=batch_size,
         out_dir=ctx.out_dir / "humaneval",
-        progress=False,
+        progress=ctx.progress,
     )
     return [{"metric": "humaneval_pass@1", "value": summary["pass@1"]}]
 
@@ -150,7 +154,7 @@ def infilling(
             batch_size=batch_size,
             ks=(1,),
             out_dir=ctx.out_dir / f"infilling-{subset}-{mode}",
-            progress=False,
+            progress=ctx.progress,
         )
         rows.append({"metric": "infilling_pass@1", "subset": subset, "mode": mode, "value": summary["pass@1"]})
     return rows
@@ -211,7 +215,8 @@ def perplexity(ctx: EvalContext, lengths: Sequence[int], n_documents: int = 8) -
     from lit_codellama.evaluation import perplexity_by_context_length
 
     texts = ctx.held_out_texts(max(lengths), n_documents)
-    summary = perplexity_by_context_length(ctx.model, ctx.tok, texts, lengths, out_dir=ctx.out_dir / "perplexity")
+    summary = perplexity_by_context_length(ctx.model, ctx.tok, texts, lengths, out_dir=ctx.out_dir / "perplexity",
+                                           progress=ctx.progress)
     return [
         {"metric": "perplexity", "length": row["context_length"], "value": row["perplexity"]}
         for row in summary["by_length"]
@@ -256,6 +261,26 @@ def key_retrieval(
     return rows
 
 
+UNITS = {  # of each measurement: losses in nats per token, pass@k and accuracies as fractions
+    **dict.fromkeys(("val_loss", "val_loss_curve", "humaneval_solution_loss", "middle_loss", "loss_full",
+                     "loss_capped"), "nats/token"),
+    **dict.fromkeys(("humaneval_pass@1", "infilling_pass@1", "middle_token_accuracy", "key_retrieval_accuracy",
+                     "key_retrieval_top1"), "fraction"),
+    **dict.fromkeys(("prefix_only_bits_per_char", "middle_bits_per_char"), "bits/char"),
+    "suffix_gain": "bits/char (difference)",
+    "context_gain": "nats/token (difference)",
+    "key_retrieval_nats_above_chance": "nats",
+    "perplexity": "exp(nats/token)",
+}
+
+
+def unit_of(metric: str) -> str | None:
+    """The unit of a measurement (`UNITS`); None, with a warning, for a metric not listed there."""
+    if metric not in UNITS:  # a finished study's summary is still worth writing
+        log.warning("no unit known for metric %r; add it to studies.evaluations.UNITS", metric)
+    return UNITS.get(metric)
+
+
 EVALUATIONS: dict[str, Callable[..., list[Measurement]]] = {
     "val_loss": val_loss,
     "val_loss_curve": val_loss_curve,
@@ -276,15 +301,22 @@ def evaluate(
     data_config: dict[str, Any],
     evaluations: Mapping[str, Mapping[str, Any]],
     out_dir: Path,
+    bar: tqdm | None = None,
 ) -> tuple[list[Measurement], dict[str, float]]:
     """Run the preset's evaluations on the weights in `model_dir` and its tokenizer, loaded as every inference entry
     point loads them (`load_for_inference`: on the GPU when there is one, with `rope` = {rope_theta, rope_scaling}
-    applied); returns measurements and seconds per evaluation."""
+    applied); returns measurements and seconds per evaluation. `bar`: a progress bar that advances by one per
+    evaluation (and names the one running); when it shows, so do the evaluations' own bars."""
     model, tok = load_for_inference(model_dir, **(rope or {}))
-    ctx = EvalContext(model, tok, data_config, out_dir, train_log=Path(model_dir).parent / "metrics.csv")
+    ctx = EvalContext(model, tok, data_config, out_dir, train_log=Path(model_dir).parent / "metrics.csv",
+                      progress=bar is not None and not bar.disable)
     measurements, timings = [], {}
     for name, settings in evaluations.items():
+        if bar is not None:
+            bar.set_postfix_str(name)
         start = time.monotonic()
         measurements += EVALUATIONS[name](ctx, **settings)
         timings[f"{name}_s"] = round(time.monotonic() - start, 2)
+        if bar is not None:
+            bar.update()
     return measurements, timings

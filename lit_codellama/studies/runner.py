@@ -2,10 +2,12 @@
 
 Layout of a study's results directory (default `ablations/results/<study>/`):
 
-    study.json                     what ran: preset, seeds, arms (labels, order), evaluations, machine, wall time,
-                                   and each claim's estimate, interval and verdict (recomputable from runs.csv)
+    study.json                     what ran: preset, seeds, arms (labels, order, precision, corpus), evaluations,
+                                   provenance (git commit, library versions, machine), wall time, and each
+                                   claim's estimate, interval and verdict (recomputable from runs.csv)
     runs.csv                       tidy: one row per arm x seed x metric (x coordinates such as mode or length)
-    summary.csv                    per arm x metric: n seeds, mean, 95% t-interval (low, high)
+    summary.csv                    per study x preset x arm x metric: n seeds, mean, t-interval (low, high) at
+                                   `confidence`, and the metric's unit
     runs/<arm>/seed=<s>/
         arm.yaml                   the run's definition (training config before resolution, parent, RoPE change)
         config.yaml, run.json      the resolved training config and run metadata (written by the training CLI)
@@ -23,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import shutil
 import time
 from contextlib import contextmanager
@@ -34,15 +35,19 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from tqdm.auto import tqdm
 
 from lit_codellama.checkpoint import OUR_CONFIG
 from lit_codellama.config import ModelConfig, set_dotted
 from lit_codellama.errors import ConfigError
-from lit_codellama.precision import AUTO, cpu_info, precision_record
+from lit_codellama.precision import AUTO, precision_record
+from lit_codellama.progress import progress_bar
+from lit_codellama.provenance import provenance
 from lit_codellama.studies.stats import RUN_COLUMNS, assess_claims, format_claims, format_summary, summarize
 from lit_codellama.studies.study import Arm, Preset, Run, Study
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIDENCE = 0.95  # of the summary's intervals
 
 
 @dataclass(frozen=True)
@@ -122,21 +127,24 @@ class Plan:
         return self.definition(source)["train"].get("data", {})
 
 
-def execute(plan: Plan) -> pd.DataFrame:
-    """Train and evaluate every pending run, then write and print the tidy table and its summary."""
+def execute(plan: Plan, progress: bool = True) -> pd.DataFrame:
+    """Train and evaluate every pending run, then write and print the tidy table and its summary. `progress`: a
+    live bar per run on a terminal (training steps, then each evaluation); a line per finished run either way."""
     start = time.monotonic()
     plan.out.mkdir(parents=True, exist_ok=True)
     pending = pending_runs(plan)
     print(f"{plan.study.name} ({plan.preset_name}): {len(plan.runs)} runs, {len(pending)} to do, results in {plan.out}")
+    _build_corpora(plan, pending)  # now, so that the build's own progress comes before the runs' lines
     for i, run in enumerate(pending, 1):
-        print(f"[{i}/{len(pending)}] {run.key} ...", end=" ", flush=True)
-        timings = execute_run(plan, run)
+        name = f"[{i}/{len(pending)}] {run.key}"
+        with progress_bar(desc=name, unit="step", leave=False, enabled=progress) as bar:
+            timings = execute_run(plan, run, bar)
         total, train_s = sum(timings.values()), timings.get("train_s", 0.0)
-        print(f"{total:.0f} s (training {train_s:.0f} s, evaluation {total - train_s:.0f} s)", flush=True)
+        print(f"{name} ... {total:.0f} s (training {train_s:.0f} s, evaluation {total - train_s:.0f} s)", flush=True)
     collect(plan).to_csv(plan.out / "runs.csv", index=False)
     table = pd.read_csv(plan.out / "runs.csv")  # what the claims recompute from
-    summary = summarize(table)
-    summary.to_csv(plan.out / "summary.csv", index=False)
+    summary = summarize(table, CONFIDENCE)
+    labelled(plan, summary).to_csv(plan.out / "summary.csv", index=False)
     claims = assess_claims(table, plan.preset.claims)
     _write_study_json(plan, wall_s=time.monotonic() - start, ran=len(pending), claims=claims)
     print(f"\n{plan.study.question}\n")
@@ -144,7 +152,7 @@ def execute(plan: Plan) -> pd.DataFrame:
         print(format_claims(claims, {name: arm.label or name for name, arm in plan.preset.arms.items()}) + "\n")
     print(format_summary(summary, list(plan.preset.arms)))
     print(
-        f"\n(mean ± half-width of the 95% t-interval over {table['seed'].nunique()} seed(s); "
+        f"\n(mean ± half-width of the {CONFIDENCE:.0%} t-interval over {table['seed'].nunique()} seed(s); "
         f"{time.monotonic() - start:.0f} s; tidy table: {plan.out / 'runs.csv'})"
     )
     return table
@@ -167,10 +175,12 @@ def pending_runs(plan: Plan) -> list[Run]:
     return pending
 
 
-def execute_run(plan: Plan, run: Run) -> dict[str, float]:
+def execute_run(plan: Plan, run: Run, bar: tqdm | None = None) -> dict[str, float]:
     """Train (with the `fit` command's code path, resuming an interrupted run) unless the weights exist, evaluate,
-    and write `metrics.json` last. Returns the seconds each step took."""
+    and write `metrics.json` last. Returns the seconds each step took. `bar` advances by training steps and then
+    by evaluations."""
     from lit_codellama.studies.evaluations import evaluate
+    from lit_codellama.training.callbacks import StepProgress
     from lit_codellama.training.cli import train
 
     run_dir = plan.run_dir(run)
@@ -183,19 +193,31 @@ def execute_run(plan: Plan, run: Run) -> dict[str, float]:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "arm.yaml").write_text(yaml.safe_dump(_plain(plan.definition(run)), sort_keys=False))
     timings: dict[str, float] = {}
+    if bar is not None:
+        bar.reset(total=len(plan.preset.evaluations))  # training adds its steps when it starts
     with _log_to(run_dir / "run.log"):
         if needs_training:
             start = time.monotonic()
-            train(plan.train_config(run), run_dir=run_dir)
+            train(plan.train_config(run), run_dir=run_dir, callbacks=[StepProgress(bar)] if bar is not None else ())
             timings["train_s"] = round(time.monotonic() - start, 1)
         measurements, eval_timings = evaluate(
-            plan.model_dir(run), arm.rope, plan.data_config(run), plan.preset.evaluations, run_dir / "eval"
+            plan.model_dir(run), arm.rope, plan.data_config(run), plan.preset.evaluations, run_dir / "eval", bar
         )
     result = {"arm": run.arm, "seed": run.seed, "measurements": measurements, "timings": {**timings, **eval_timings}}
     tmp = run_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(run_dir / "metrics.json")  # atomic: a crash never leaves a half-written "finished" marker
     return result["timings"]
+
+
+def _build_corpora(plan: Plan, runs: list[Run]) -> None:
+    """Build (or find in the cache) the corpus of every run's data, before any run starts."""
+    from lit_codellama.data import CodeDataModule
+
+    configs = {json.dumps(plan.data_config(run), sort_keys=True, default=str): plan.data_config(run) for run in runs}
+    for config in configs.values():
+        if "class_path" not in config:  # another data module builds its own data
+            CodeDataModule(**config).corpus  # noqa: B018
 
 
 def collect(plan: Plan) -> pd.DataFrame:
@@ -208,6 +230,16 @@ def collect(plan: Plan) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     coords = sorted(c for c in table.columns if c not in (*RUN_COLUMNS, "metric", "value"))
     return table[[*RUN_COLUMNS, "metric", *coords, "value"]]
+
+
+def labelled(plan: Plan, summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as a file that stands on its own: which study and preset, the intervals' confidence, units."""
+    from lit_codellama.studies.evaluations import unit_of
+
+    table = summary.assign(confidence=CONFIDENCE, unit=summary["metric"].map(unit_of))
+    table.insert(0, "study", plan.study.name)
+    table.insert(1, "preset", plan.preset_name)
+    return table
 
 
 def describe(plan: Plan) -> str:
@@ -233,8 +265,10 @@ def describe(plan: Plan) -> str:
 
 
 def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -> None:
-    arms = {
-        name: {
+    arms = {}
+    for name, arm in plan.preset.arms.items():
+        records = _training_records(plan, name)
+        arms[name] = {
             "label": arm.label or name,
             "init_from": arm.init_from,
             "train": arm.train,
@@ -242,9 +276,9 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -
             "rope": _plain(arm.rope),
             "settings": plan.settings(name),
             "model_config": plan.model_config(name),
+            "precision": _common(r.get("precision") for r in records),
+            "corpus": _common(r.get("corpus") for r in records),
         }
-        for name, arm in plan.preset.arms.items()
-    }
     info = {
         "study": plan.study.name,
         "question": plan.study.question,
@@ -253,22 +287,20 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -
         "seeds": sorted({run.seed for run in plan.runs}),
         "arms": arms,
         "evaluations": _plain(plan.preset.evaluations),
-        "corpus": {"sha256": _corpus_sha256(plan)},
         "data": {"largest_document_share": _largest_document_share(plan)},
         "claims": claims,
+        "confidence": CONFIDENCE,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "invocation_wall_s": round(wall_s, 1),  # this invocation only: a resumed study ran in several
         "run_seconds": round(sum(_run_seconds(plan, run) for run in plan.runs), 1),  # training + evaluation, all runs
         "runs_executed": ran,
-        "machine": {
-            "host": platform.node(),
-            "cpu": cpu_info()["model"],
-            "precision_auto": precision_record(AUTO, "auto"),  # what `precision: auto` resolves to here
-            "cpus": _cpu_count(),
-            "load_average_at_finish": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(),
-        },
+        # Of this invocation; each run's own is in its run.json. Precision: the one every arm's training runs share
+        # (null where they differ; then see `arms`).
+        **provenance(precision=_common(spec["precision"] for spec in arms.values())),
+        "corpus": {"sha256": _corpus_sha256(plan)},
     }
+    info["machine"]["load_average_at_finish"] = [round(x, 2) for x in os.getloadavg()]
+    info["machine"]["precision_auto"] = precision_record(AUTO, "auto")  # what `precision: auto` resolves to here
     (plan.out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -289,12 +321,20 @@ def _corpus_sha256(plan: Plan) -> str | list[str] | None:
     return shas[0] if len(shas) == 1 else shas or None
 
 
+def _training_records(plan: Plan, arm: str) -> list[dict[str, Any]]:
+    """The `run.json` of the training runs behind an arm's weights (its own, or those of the arm it evaluates)."""
+    paths = [plan.model_dir(run).parent / "run.json" for run in plan.runs if run.arm == arm]
+    return [json.loads(path.read_text()) for path in paths if path.is_file()]
+
+
+def _common(values) -> Any:
+    """The value all of `values` share; None if they differ or there are none."""
+    distinct = {json.dumps(v, sort_keys=True) for v in values}
+    return json.loads(distinct.pop()) if len(distinct) == 1 else None
+
+
 def _run_seconds(plan: Plan, run: Run) -> float:
     return sum(json.loads((plan.run_dir(run) / "metrics.json").read_text())["timings"].values())
-
-
-def _cpu_count() -> int | None:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _plain(value: Any) -> Any:

@@ -1,18 +1,15 @@
 """Callbacks that make a run trustworthy: throughput/MFU, a non-finite-loss stop, a SIGTERM checkpoint, RNG
-states in checkpoints, run metadata (git commit, seed, command), and the final export of the weights."""
+states in checkpoints, run metadata (provenance, seed, command, resume point), and the final export of the weights."""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import shutil
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_codellama.checkpoint import load_model, save_model
 from lit_codellama.errors import LitCodeLlamaError
+from lit_codellama.provenance import provenance
 
 
 class NonFiniteLossError(LitCodeLlamaError, RuntimeError):
@@ -130,53 +128,48 @@ class RNGState(L.Callback):
 
 
 class RunMetadata(L.Callback):
-    """Writes `run.json` into the run directory: code version, seed, command line, library versions, world size."""
+    """Writes `run.json` into the run directory: seed, command line, world size, the checkpoint a resumed run
+    started from, and `provenance()` (code version, libraries, machine, precision, corpus)."""
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage != "fit":  # `validate` of a checkpoint leaves its training run's record alone
-            return
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not at setup: Lightning picks the checkpoint to resume from (`trainer.ckpt_path`) after the setup hooks.
         log_dir = trainer.log_dir  # a collective call: every rank must make it
         if not trainer.is_global_zero or log_dir is None:
             return
+        corpus = getattr(trainer.datamodule, "corpus", None)
         metadata = {
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seed": int(os.environ["PL_GLOBAL_SEED"]) if "PL_GLOBAL_SEED" in os.environ else None,
-            **_git_state(),
             "command": sys.argv,
-            "resumed_from": trainer.ckpt_path,
+            "resumed_from": None if trainer.ckpt_path is None else str(Path(trainer.ckpt_path).resolve()),
+            "resumed_at_step": trainer.global_step if trainer.ckpt_path else None,
             "world_size": trainer.world_size,
             "num_nodes": trainer.num_nodes,
             "strategy": type(trainer.strategy).__name__,
-            "precision": trainer.precision,
+            **provenance(precision=trainer.precision, corpus=None if corpus is None else corpus.path),
             "precision_choice": getattr(trainer, "precision_choice", None),  # set by CodeLlamaTrainer
-            "host": platform.node(),
-            "versions": {pkg: _version(pkg) for pkg in ("torch", "lightning", "deepspeed", "lit_codellama")},
         }
         path = Path(log_dir) / "run.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(metadata, indent=2) + "\n")
 
 
-def _git_state(source: Path = Path(__file__).resolve().parent) -> dict[str, Any]:
-    """The commit of the checkout `source` (this package) lies in and whether tracked files differ from it."""
-    try:
-        commit = _git(source, "rev-parse", "HEAD")
-        dirty = bool(_git(source, "status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return {"git_commit": None, "git_dirty": None}  # an installed wheel: `versions` identifies the code
-    return {"git_commit": commit, "git_dirty": dirty}
+class StepProgress(L.Callback):
+    """Advances a progress bar (e.g. a study run's, which goes on through evaluation) by optimizer steps, showing
+    the training loss; a resumed run starts at its step."""
 
+    def __init__(self, bar) -> None:
+        self.bar = bar
 
-def _git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
-    return result.stdout.strip()
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.bar.total = (self.bar.total or 0) + max(trainer.max_steps, 0)
+        self.bar.update(trainer.global_step)
 
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:  # e.g. deepspeed where training runs without it
-        return None
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None:
+            self.bar.set_postfix(loss=f"{float(loss):.3g}", refresh=False)
+        self.bar.update(trainer.global_step - self.bar.n)
 
 
 class ExportModel(L.Callback):

@@ -4,7 +4,8 @@ Both build the same LightningCLI, so a study runner and a user at the shell run 
 directory (`trainer.default_root_dir`) ends up holding:
 
     config.yaml      the resolved config (every default filled in)
-    run.json         git commit, seed, command line, library versions, world size of the latest launch
+    run.json         the latest launch: seed, command line, world size, the checkpoint it resumed from, and its
+                     provenance (git commit and dirty flag, library versions, machine, precision, corpus)
     metrics.csv      CSV log across resumptions; TensorBoard event files and hparams.yaml next to it
     checkpoints/     step=N.ckpt every `checkpoint.every_n_train_steps`, last.ckpt (also written on SIGTERM),
                      final.ckpt

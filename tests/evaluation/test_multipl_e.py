@@ -113,6 +113,14 @@ def test_cs_a_right_program_may_print_anything(tmp_path):
     assert score_one(tmp_path, "cs", right)["status_counts"] == {"passed": 1}
 
 
+def test_generations_json_holds_prompt_plus_completion_per_problem(tmp_path):
+    [problem] = multipl_e_problems("sh", write_problems(tmp_path, "sh"))
+    prompt, _, _, right, wrong = PROBLEMS["sh"]
+    samples = [Sample(problem.task_id, right), Sample(problem.task_id, wrong)]
+    score_samples("multipl-e-sh", [problem], samples, ks=(1,), out_dir=tmp_path / "out", progress=False)
+    assert json.loads((tmp_path / "out" / "generations.json").read_text()) == [[prompt + right, prompt + wrong]]
+
+
 def test_compile_error_is_a_failure(tmp_path):
     [problem] = multipl_e_problems("cpp", write_problems(tmp_path, "cpp"))
     summary = score_samples("multipl-e-cpp", [problem], [Sample(problem.task_id, "    return x +;")], progress=False)

@@ -91,8 +91,8 @@ def test_set_dotted_creates_sections_and_refuses_to_descend_into_a_value():
         set_dotted(config, "model.model_config.rope_theta", 1e6)
 
 
-def finish(plan: Plan, run: Run, measurements: list[dict]) -> None:
-    """What `execute_run` leaves behind for a finished run."""
+def finish(plan: Plan, run: Run, measurements: list[dict], run_json: dict | None = None) -> None:
+    """What `execute_run` leaves behind for a finished run (and the training CLI's `run.json`, if given)."""
     run_dir = plan.run_dir(run)
     run_dir.mkdir(parents=True)
     (run_dir / "arm.yaml").write_text(yaml.safe_dump(plan.definition(run), sort_keys=False))
@@ -100,6 +100,8 @@ def finish(plan: Plan, run: Run, measurements: list[dict]) -> None:
     if plan.preset.arms[run.arm].train:  # the trained weights' config, which study.json records per arm
         (run_dir / "model").mkdir()
         (run_dir / "model" / OUR_CONFIG).write_text(yaml.safe_dump(ModelConfig.from_name("cl-1m").to_dict()))
+    if run_json is not None:
+        (run_dir / "run.json").write_text(json.dumps(run_json))
 
 
 def test_finished_runs_are_skipped_and_the_rest_stay_pending(tmp_path):
@@ -137,6 +139,69 @@ def test_tidy_table_has_one_row_per_arm_seed_metric_and_coordinate(tmp_path):
     assert table.loc[table.metric == "val_loss", "length"].isna().all()
     assert set(table.loc[table.metric == "perplexity", "length"]) == {64, 128, 256}
     assert pd.api.types.is_float_dtype(table["value"])
+
+
+@pytest.fixture
+def no_corpus(monkeypatch):
+    """study.json's planned document share and corpus sha256 read the corpus, which these finished runs lack."""
+    from lit_codellama.studies import runner
+
+    monkeypatch.setattr(runner, "_largest_document_share", lambda plan: None)
+    monkeypatch.setattr(runner, "_corpus_sha256", lambda plan: "a" * 64)
+
+
+def test_study_json_and_summary_say_where_the_results_come_from_and_what_they_measure(tmp_path, no_corpus):
+    plan = Plan.make(lcft_study(), "small", out=tmp_path)
+    corpus = {"path": "/corpora/default", "fingerprint": "f" * 16, "sha256": "a" * 64}
+    for run in plan.runs:
+        trains = plan.preset.arms[run.arm].train
+        finish(plan, run, [{"metric": "val_loss", "value": 2.0 + run.seed},
+                           {"metric": "humaneval_pass@1", "value": 0.25 * run.seed}],
+               {"precision": "bf16-mixed", "corpus": corpus} if trains else None)
+    execute(plan)
+    info = json.loads((tmp_path / "study.json").read_text())
+    assert len(info["git"]["commit"]) == 40 and isinstance(info["git"]["dirty"], bool)
+    assert {"python", "torch", "lightning", "deepspeed", "transformers", "datasets"} <= set(info["versions"])
+    assert info["machine"]["cpu"] and "cpu_flags" in info["machine"] and info["machine"]["cpus"] >= 1
+    assert info["precision"] == "bf16-mixed" and info["corpus"]["sha256"] == "a" * 64
+    assert info["arms"]["pretrain"]["corpus"] == corpus  # what the training runs recorded
+    # An evaluation-only arm reports the training of the weights it evaluates.
+    assert info["arms"]["inference_theta"]["precision"] == "bf16-mixed"
+    assert info["arms"]["inference_theta"]["corpus"]["sha256"] == "a" * 64
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary.columns[:2]) == ["study", "preset"] and {"confidence", "unit"} <= set(summary.columns)
+    assert set(summary["study"]) == {"lcft"} and set(summary["preset"]) == {"small"}
+    assert (summary["confidence"] == 0.95).all()
+    units = dict(zip(summary["metric"], summary["unit"], strict=False))
+    assert units == {"val_loss": "nats/token", "humaneval_pass@1": "fraction"}
+    assert summary.loc[summary["metric"] == "humaneval_pass@1", "mean"].max() <= 1  # a fraction, not a percentage
+
+
+def test_corpora_are_built_before_the_first_run_line(tmp_path, monkeypatch, capsys, no_corpus):
+    """The build prints its own progress; it must not land in the middle of a run's line."""
+    import lit_codellama.data
+    from lit_codellama.studies import runner
+
+    class Data:
+        def __init__(self, **config):
+            self.config = config
+
+        @property
+        def corpus(self):
+            print(f"building corpus for seq_len={self.config['seq_len']}")
+
+    def execute_run(plan, run, bar=None):
+        finish(plan, run, [{"metric": "val_loss", "value": 1.0}])
+        return {"train_s": 1.0}
+
+    monkeypatch.setattr(lit_codellama.data, "CodeDataModule", Data)
+    monkeypatch.setattr(runner, "execute_run", execute_run)
+    execute(Plan.make(lcft_study(), "small", out=tmp_path), progress=False)
+    lines = capsys.readouterr().out.splitlines()
+    builds = [i for i, line in enumerate(lines) if line.startswith("building corpus")]
+    runs = [i for i, line in enumerate(lines) if line.startswith("[")]
+    assert len(builds) == 4  # one per distinct data config: seq_len 64 and 256 x data seeds 0 and 1
+    assert len(runs) == 6 and max(builds) < min(runs)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """End-to-end `fit` on one CPU process: what a run directory holds, stage chaining, failure modes."""
 
+import io
 import json
 import math
 import re
@@ -11,13 +12,16 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, tiny_config
-from probes import PoisonAtStep
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from probes import PoisonAtStep, TerminateAtStep
+from tqdm import tqdm
 
 import lit_codellama
 from lit_codellama.checkpoint import load_model
 from lit_codellama.errors import CheckpointError, ConfigError
 from lit_codellama.training import train
-from lit_codellama.training.callbacks import NonFiniteLossError, _git_state
+from lit_codellama.provenance import git_state
+from lit_codellama.training.callbacks import NonFiniteLossError, StepProgress
 from lit_codellama.training.cli import main
 
 
@@ -36,15 +40,15 @@ def checkout_commit() -> str | None:
 
 
 def test_git_state_is_the_checkouts_commit_and_dirtiness_and_null_outside_one(tmp_path):
-    assert _git_state(tmp_path) == {"git_commit": None, "git_dirty": None}
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     (tmp_path / "tracked.py").write_text("x = 1\n")
     for args in (["init", "-q"], ["add", "tracked.py"], ["commit", "-q", "-m", "one"]):
         subprocess.run([*git, *args], check=True)
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    assert _git_state(tmp_path) == {"git_commit": commit, "git_dirty": False}
+    assert git_state(tmp_path) == {"commit": commit, "dirty": False}
     (tmp_path / "tracked.py").write_text("x = 2\n")
-    assert _git_state(tmp_path) == {"git_commit": commit, "git_dirty": True}
+    assert git_state(tmp_path) == {"commit": commit, "dirty": True}
 
 
 def test_run_directory_holds_config_metadata_logs_checkpoints_and_model(run):
@@ -53,8 +57,7 @@ def test_run_directory_holds_config_metadata_logs_checkpoints_and_model(run):
     hparams = yaml.safe_load((run / "hparams.yaml").read_text())
     assert hparams["vocab_size"] == 512  # linked from the data's tokenizer
     metadata = json.loads((run / "run.json").read_text())
-    assert metadata["seed"] == 1234 and metadata["git_commit"] == checkout_commit()  # None outside a checkout
-    assert metadata["versions"]["lightning"] and metadata["world_size"] == 1
+    assert metadata["seed"] == 1234 and metadata["world_size"] == 1 and metadata["resumed_from"] is None
     assert list(run.glob("events.out.tfevents.*"))
     names = {p.name for p in (run / "checkpoints").iterdir()}
     assert {"step=2.ckpt", "step=4.ckpt", "step=6.ckpt", "step=8.ckpt", "last.ckpt", "final.ckpt"} <= names
@@ -73,6 +76,36 @@ def test_loss_falls_and_validation_reports_loss_perplexity_bits_per_byte_and_thr
     tokens_per_s = metrics["train/device/items_per_sec"].dropna()
     assert len(tokens_per_s) and (tokens_per_s > 0).all()
     assert (metrics["train/device/mfu"].dropna().between(0, 1, inclusive="neither")).all()
+
+
+def test_run_json_records_code_libraries_machine_precision_and_corpus(run, corpus_dir):
+    metadata = json.loads((run / "run.json").read_text())
+    assert metadata["git"]["commit"] == checkout_commit()  # None outside a checkout
+    assert isinstance(metadata["git"]["dirty"], bool) or metadata["git"]["commit"] is None
+    assert set(metadata["versions"]) >= {"python", "torch", "lightning", "deepspeed", "transformers", "datasets"}
+    assert metadata["versions"]["torch"] == torch.__version__
+    assert metadata["machine"]["cpu"] and metadata["machine"]["cpus"] >= 1
+    assert metadata["precision"] == "32-true"
+    corpus = json.loads((corpus_dir / "corpus.json").read_text())
+    assert metadata["corpus"]["path"] == str(corpus_dir.resolve())
+    assert metadata["corpus"]["fingerprint"] == corpus["fingerprint"]
+    assert metadata["corpus"]["sha256"] == corpus.get("sha256")
+
+
+def test_a_resumed_run_records_the_checkpoint_it_resumed_from_and_its_bar_starts_there(corpus_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    config = tiny_config(corpus_dir, run_dir, max_steps=4, every=2)
+    bar = tqdm(total=3, file=io.StringIO())  # e.g. a study run's: 3 evaluations follow the training steps
+    with pytest.raises(SIGTERMException):
+        train(config, callbacks=[StepProgress(bar), TerminateAtStep(1)])  # step 2 completes, then the run stops
+    assert (bar.n, bar.total) == (2, 4 + 3)
+    assert json.loads((run_dir / "run.json").read_text())["resumed_from"] is None
+    bar = tqdm(total=0, file=io.StringIO())
+    train(config, callbacks=[StepProgress(bar)])  # `--ckpt_path last`
+    assert (bar.n, bar.total) == (4, 4)
+    metadata = json.loads((run_dir / "run.json").read_text())
+    assert metadata["resumed_from"] == str((run_dir / "checkpoints" / "last.ckpt").resolve())
+    assert metadata["resumed_at_step"] == 2
 
 
 def test_lightning_checkpoint_and_exported_model_hold_the_same_weights(run):

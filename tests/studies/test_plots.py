@@ -1,0 +1,29 @@
+import math
+
+import pytest
+
+from lit_codellama.studies.plots import ci95, clip, open_results
+
+
+def test_intervals_are_clipped_to_the_metrics_range():
+    assert clip("humaneval_pass@1", -0.027, 0.043) == (0.0, 0.043)
+    assert clip("infilling_pass@1", 0.9, 1.2) == (0.9, 1.0)
+    assert clip("val_loss", -0.5, 2.0) == (0.0, 2.0)
+    assert clip("perplexity", 0.7, 3.0) == (1.0, 3.0)
+    assert clip("humaneval_pass@1", -0.027, 0.043, difference=True) == (-0.027, 0.043)  # in [-1, 1]
+    assert all(math.isnan(b) for b in clip("humaneval_pass@1", math.nan, math.nan))  # one seed: no interval
+
+
+def test_seaborn_interval_of_seeds_never_leaves_the_range():
+    low, high = ci95("humaneval_pass@1")([0.0, 0.0, 0.024])  # the t-interval alone reaches below 0
+    assert low == 0.0 and 0.024 < high <= 1.0
+
+
+def test_a_relative_results_dir_is_found_from_the_repository_root_wherever_the_kernel_runs(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "ablations" / "results" / "s").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "notebooks")  # where `jupyter nbconvert` runs a notebook's kernel
+    assert open_results("ablations/results/s").path == tmp_path / "ablations" / "results" / "s"
+    assert open_results(tmp_path / "x").path == tmp_path / "x"
+    with pytest.raises(FileNotFoundError, match="study.json not found"):
+        _ = open_results("ablations/results/s").info
