@@ -203,10 +203,13 @@ class CodeDataModule(L.LightningDataModule):
 
     def run_token_budget(self, world_size: int = 1) -> int | None:
         """The run's training tokens: `token_budget`, or what the Trainer's max_steps implies (None without)."""
-        if self.token_budget is not None or self.trainer is None or self.trainer.max_steps in (None, -1):
+        if self.token_budget is not None or self.trainer is None:
             return self.token_budget
-        steps = self.trainer.max_steps * self.trainer.accumulate_grad_batches
-        return steps * self.batch_size * self.seq_len * world_size
+        return self.tokens_of(self.trainer.max_steps, self.trainer.accumulate_grad_batches, world_size)
+
+    def tokens_of(self, max_steps: int | None, accumulate: int, world_size: int) -> int | None:
+        """Training tokens of a run of `max_steps` optimizer steps (None for -1: unbounded)."""
+        return None if max_steps in (None, -1) else max_steps * accumulate * self.batch_size * self.seq_len * world_size
 
     @property
     def largest_document_share(self) -> float | None:
@@ -283,10 +286,10 @@ def planned_document_share(config: dict[str, Any]) -> float | None:
     dm, trainer = _from_config(config.get("data", {})), config.get("trainer", {})
     if dm is None:
         return None
-    if dm.token_budget is None and trainer.get("max_steps", -1) not in (None, -1):
-        steps = trainer["max_steps"] * (trainer.get("accumulate_grad_batches") or 1)
+    if dm.token_budget is None:
         devices = trainer.get("devices", 1)
-        dm.token_budget = steps * dm.batch_size * dm.seq_len * (devices if isinstance(devices, int) else 1)
+        dm.token_budget = dm.tokens_of(trainer.get("max_steps"), trainer.get("accumulate_grad_batches") or 1,
+                                       devices if isinstance(devices, int) else 1)
     return dm.largest_document_share
 
 

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from lit_codellama.data import CodeDataModule, build_corpus, load_recipe
+from lit_codellama.data.datamodule import planned_document_share
 from lit_codellama.data.packing import TrainStream
 from lit_codellama.errors import ConfigError
 from lit_codellama.fim import FIMConfig
@@ -212,3 +213,15 @@ def test_an_unbounded_run_is_refused(corpus, tmp_path):
     )
     with pytest.raises(ConfigError, match="set Trainer\\(max_steps"):
         trainer.fit(Recorder(corpus.tokenizer.vocab_size), datamodule=CodeDataModule(str(corpus.path), seq_len=SEQ_LEN))
+
+
+def test_the_run_budget_comes_from_the_trainer_or_the_config_alike(corpus):
+    dm = datamodule(corpus)
+    dm.trainer = L.Trainer(max_steps=7, accumulate_grad_batches=3, accelerator="cpu", logger=False)
+    assert dm.run_token_budget() == 7 * 3 * BATCH * SEQ_LEN
+    config = {"data": {"data_dir": str(corpus.path), "seq_len": SEQ_LEN, "batch_size": BATCH, "val_fraction": 0.1},
+              "trainer": {"max_steps": 7, "accumulate_grad_batches": 3}}
+    dm.max_document_share = planned_max = 0.05
+    assert planned_document_share(config | {"data": {**config["data"], "max_document_share": planned_max}}) == (
+        dm.largest_document_share
+    )
