@@ -8,7 +8,6 @@ study's `study.json` alike.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -58,13 +57,11 @@ def machine() -> dict[str, Any]:
 
 
 def corpus_identity(corpus: str | Path) -> dict[str, Any]:
-    """What identifies a built corpus: its recipe fingerprint and the sha256 its report records (None if absent)."""
-    path = Path(corpus)
-    try:
-        report = json.loads((path / "corpus.json").read_text())
-    except (OSError, ValueError):
-        report = {}
-    return {"path": str(path.resolve()), "fingerprint": report.get("fingerprint"), "sha256": report.get("sha256")}
+    """What identifies a built corpus: its recipe fingerprint and `Corpus.sha256` (of its documents' text)."""
+    from lit_codellama.data.corpus import load_corpus
+
+    built = load_corpus(corpus)
+    return {"path": str(built.path.resolve()), "fingerprint": built.report.get("fingerprint"), "sha256": built.sha256}
 
 
 def cpuinfo() -> dict[str, str]:

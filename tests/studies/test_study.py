@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from lit_codellama.config import set_dotted
 from lit_codellama.checkpoint import OUR_CONFIG
-from lit_codellama.config import ModelConfig
+from lit_codellama.config import ModelConfig, set_dotted
 from lit_codellama.errors import ConfigError
 from lit_codellama.studies import Arm, Plan, Preset, Run, Study, collect, execute
 from lit_codellama.studies.analysis import StudyResults

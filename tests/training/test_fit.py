@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 import lit_codellama
 from lit_codellama.checkpoint import load_model
+from lit_codellama.data import load_corpus
 from lit_codellama.errors import CheckpointError, ConfigError
 from lit_codellama.training import train
 from lit_codellama.provenance import git_state
@@ -89,7 +90,7 @@ def test_run_json_records_code_libraries_machine_precision_and_corpus(run, corpu
     corpus = json.loads((corpus_dir / "corpus.json").read_text())
     assert metadata["corpus"]["path"] == str(corpus_dir.resolve())
     assert metadata["corpus"]["fingerprint"] == corpus["fingerprint"]
-    assert metadata["corpus"]["sha256"] == corpus.get("sha256")
+    assert metadata["corpus"]["sha256"] == load_corpus(corpus_dir).sha256 and len(metadata["corpus"]["sha256"]) == 64
 
 
 def test_a_resumed_run_records_the_checkpoint_it_resumed_from_and_its_bar_starts_there(corpus_dir, tmp_path):
