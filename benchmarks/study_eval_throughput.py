@@ -32,8 +32,11 @@ def main() -> None:
     parser.add_argument("--preset", default="small")
     parser.add_argument("--recipe", help="data recipe instead of the preset's (e.g. ablations/tiny_corpus.yaml)")
     parser.add_argument("--only", nargs="+", help="run only these of the preset's evaluations")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "study_eval_throughput.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     preset = load_study(args.study).preset(args.preset)
     train = preset.train_config(next(iter(preset.arms)), Path(__file__).resolve().parents[1])

@@ -137,8 +137,16 @@ def complete(
     """Left-to-right completions of text prompts, cut at the first stop string. generator: shared across calls
     (e.g. by an evaluation's batches); default a fresh one from `sampling.seed`."""
 
+    # A stop string that the newest token completes lies within the last `window` tokens (<= 4 byte pieces per
+    # character), and text decoded from them is text of the whole. Missing one (a token decoding to "") only
+    # costs tokens: the text is cut at its first stop string anyway.
+    window = 4 * max(map(len, stop), default=0) + 2
+
     def hit_stop(tokens: list[int]) -> bool:
-        return bool(stop) and any(s in tok.decode(tokens) for s in stop)
+        if not stop:
+            return False
+        text = tok.decode(tokens[-window:])
+        return any(s in text for s in stop)
 
     s, generator = sampling, generator or sampling.generator(model.output.weight.device)
     completions = []
