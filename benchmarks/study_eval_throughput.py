@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from lit_codellama import Llama, ModelConfig
+from lit_codellama.checkpoint import save_model
 from lit_codellama.precision import cpu_info
 from lit_codellama.studies.cli import load_study
 from lit_codellama.studies.evaluations import EvalContext, evaluate
@@ -46,7 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tok = EvalContext(None, data, Path(tmp)).tok  # builds the corpus on first use (not timed)
         torch.manual_seed(0)
-        Llama(ModelConfig.from_name("cl-1m", vocab_size=tok.vocab_size)).save_pretrained(Path(tmp) / "model")
+        save_model(Llama(ModelConfig.from_name("cl-1m", vocab_size=tok.vocab_size)), Path(tmp) / "model")
         start = time.perf_counter()
         measurements, timings = evaluate(Path(tmp) / "model", None, data, evaluations, Path(tmp) / "eval")
         total = time.perf_counter() - start
