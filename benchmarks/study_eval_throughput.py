@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ from lit_codellama import Llama, ModelConfig
 from lit_codellama.checkpoint import save_model
 from lit_codellama.precision import cpu_info
 from lit_codellama.studies.cli import load_study
-from lit_codellama.studies.evaluations import EvalContext, evaluate
+from lit_codellama.data import CodeDataModule
+from lit_codellama.studies.evaluations import evaluate
 
 
 def main() -> None:
@@ -45,9 +47,10 @@ def main() -> None:
     evaluations = {k: v for k, v in preset.evaluations.items() if not args.only or k in args.only}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        tok = EvalContext(None, data, Path(tmp)).tok  # builds the corpus on first use (not timed)
+        tok = CodeDataModule(**data).tokenizer  # builds the corpus on first use (not timed)
         torch.manual_seed(0)
         save_model(Llama(ModelConfig.from_name("cl-1m", vocab_size=tok.vocab_size)), Path(tmp) / "model")
+        shutil.copy(tok.path, Path(tmp) / "model" / "tokenizer.model")
         start = time.perf_counter()
         measurements, timings = evaluate(Path(tmp) / "model", None, data, evaluations, Path(tmp) / "eval")
         total = time.perf_counter() - start
