@@ -87,7 +87,8 @@ def generate(
         # Padding queries attend to themselves so that no softmax row is empty (an empty row would be NaN).
         mask = (causal & key_is_real[:, None, None, :L]) | torch.eye(L, dtype=torch.bool, device=device)
         positions = (torch.arange(L, device=device)[None, :] - pad[:, None]).clamp(min=0)
-        logits = model(idx, input_pos=torch.arange(L, device=device), positions=positions, mask=mask)[:, -1]
+        hidden = model.hidden_states(idx, input_pos=torch.arange(L, device=device), positions=positions, mask=mask)
+        logits = model.output(hidden[:, -1])  # only the last position's: the whole prompt's cost a B x L x vocab matmul
         new_tokens: list[list[int]] = [[] for _ in range(B)]
         running = [True] * B
         for step in range(max_new_tokens):
