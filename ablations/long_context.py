@@ -11,6 +11,7 @@ by position bucket up to 8 x 4L.
     python ablations/long_context.py                  # small preset, 3 seeds, ~28 min
     python ablations/long_context.py --preset tiny    # what the tests run
     python ablations/long_context.py --preset paper --dry-run
+    python ablations/long_context.py --preset gpu     # cl-100m on one H100-class GPU, < 1 h (estimated)
 """
 
 import sys
@@ -77,6 +78,25 @@ def evaluations(
 TINY_L, TINY_LCFT = WINDOWS["tiny"]
 SMALL_L, SMALL_LCFT = WINDOWS["small"]
 
+# One H100-class GPU, bf16: cl-100m at the small preset's windows and bases (GPU checks not yet run: an estimate).
+GPU = Preset(
+    train=SHORT_CONTEXT_PRETRAINING["gpu"],
+    arms=arms(
+        continued_training(SMALL_L, batch_size=64, steps=375, lr=2e-4, warmup_steps=25),
+        continued_training(SMALL_LCFT, batch_size=16, steps=375, lr=2e-4, warmup_steps=25,
+                           rope_theta=ROPE["small"]["lcft_theta"]),
+        ROPE["small"]["lcft_theta"],
+    ),
+    evaluations=evaluations(SMALL_L, 8 * SMALL_LCFT, n_documents=32, every=1, limit=None, infilling_limit=None,
+                            max_new_tokens=256),
+    seeds=3,
+    claims=claims(SMALL_L, 8 * SMALL_LCFT),
+    notes=f"cl-100m (heads of 64), FIM 0.9, bf16-mixed on one GPU, the small preset's L = {SMALL_L}. Pretraining: "
+    f"1,500 steps of 64x{SMALL_L} tokens (12M); then 375 steps of 8,192 tokens at {SMALL_LCFT} (LCFT) or at "
+    f"{SMALL_L} (control), LR 2e-4; the small preset's evaluations plus HumanEval pass@1 and pass@1 on every "
+    "single-line infilling task. Estimated < 1 h.",
+)
+
 STUDY = Study(
     name="long_context",
     question="Code Llama (Fig. 4a, Tables 10 and 14): after LCFT, context beyond the training window keeps "
@@ -142,6 +162,7 @@ STUDY = Study(
             "2M tokens at LR 2e-5 either at 16,384 with θ = 1e6 (configs/train/lcft-7b.yaml) or at 4,096 with "
             "θ = 1e4 (control); context gain up to 64K tokens (Fig. 4a's range).",
         ),
+        "gpu": GPU,
     },
 )
 

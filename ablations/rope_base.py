@@ -12,6 +12,7 @@ in the paper at paper scale.
     python ablations/rope_base.py                  # small preset, 3 seeds, ~30 min
     python ablations/rope_base.py --preset tiny    # what the tests run
     python ablations/rope_base.py --preset paper --dry-run
+    python ablations/rope_base.py --preset gpu     # cl-100m on one H100-class GPU, < 1 h (estimated)
 """
 
 import sys
@@ -80,6 +81,19 @@ def evaluations(L: int, n_per_cell: int, n_documents: int, scoring: str, templat
 TINY_L, SMALL_L = WINDOWS["tiny"][0], WINDOWS["small"][0]
 CANDIDATES = "key_retrieval_nats_above_chance"
 
+# One H100-class GPU, bf16: cl-100m at the small preset's windows and bases (GPU checks not yet run: an estimate).
+GPU = Preset(
+    train=SHORT_CONTEXT_PRETRAINING["gpu"],
+    arms=arms(continued_training(seq_len=4 * SMALL_L, batch_size=16, steps=375, lr=2e-4, warmup_steps=25),
+              ROPE["small"]),
+    evaluations=evaluations(SMALL_L, n_per_cell=16, n_documents=32, scoring="candidates", template="one_hop"),
+    seeds=3,
+    claims=claims(SMALL_L, CANDIDATES),
+    notes=f"cl-100m (heads of 64), FIM 0.9, bf16-mixed on one GPU, the small preset's L = {SMALL_L} and bases. "
+    f"Pretraining: 1,500 steps of 64x{SMALL_L} tokens (12M); LCFT: 375 steps of 16x{4 * SMALL_L} (same tokens per "
+    "step), LR 2e-4; the small preset's evaluations with 16 key-retrieval prompts per cell. Estimated < 1 h.",
+)
+
 STUDY = Study(
     name="rope_base",
     question="Code Llama (Table 18): for long-context fine-tuning, raising the RoPE base beats keeping it and "
@@ -131,6 +145,7 @@ STUDY = Study(
             "RoPE setting (θ 1e4 and 1e6 as in the paper); key retrieval at 4K-24K with 64 greedy prompts per cell "
             "and the paper's template as in Table 18.",
         ),
+        "gpu": GPU,
     },
 )
 

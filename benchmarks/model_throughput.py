@@ -1,19 +1,24 @@
 """Training-step and cached-generation throughput of our Llama vs transformers.LlamaForCausalLM, same shape and weights.
 
-    python benchmarks/model_throughput.py                 # CPU: cl-10m and cl-30m, fp32
+    python benchmarks/model_throughput.py                 # CPU: cl-10m and cl-30m, fp32 and bf16
     python benchmarks/model_throughput.py --device cuda   # GPU: cl-1b in bf16, MFU against the card's dense peak
 
-Both models run interleaved in one process (A, B, A, B, ...) and the median of the rounds is reported, so
-background load affects both alike. Training FLOP/s are compared with a square matmul's; batch-1 decoding reads
-every weight once per token, so its weight bytes/s are compared with a matrix-vector product's (the memory-bandwidth
-ceiling). Results are printed and saved as JSON under benchmarks/results/.
+Both models, in every precision asked for, run interleaved in one process (A, B, A', B', A, B, ...) and the median
+of the rounds is reported, so background load affects all alike. Training runs in Lightning's precisions
+(`32-true`; `bf16-mixed`: float32 weights, bf16 autocast); generation in the precision's weight dtype. Training
+FLOP/s are compared with a square matmul's in the same dtype; batch-1 decoding reads every weight once per token, so
+its weight bytes/s are compared with a matrix-vector product's (the memory-bandwidth ceiling). The first step of
+each (torch.compile's compilation with --compile) is timed apart. Results, with the CPU model, its bf16 flags and the
+load average, are printed and saved as JSON under benchmarks/results/.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
-import platform
+import os
 import statistics
 import tempfile
 import time
@@ -24,8 +29,10 @@ from transformers import LlamaForCausalLM
 
 from lit_codellama import Llama, ModelConfig
 from lit_codellama.checkpoint import save_model
+from lit_codellama.precision import cpu_info
 
 GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s
+DTYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16}  # matmul and generation dtype of each precision
 
 
 def sync(device: str) -> None:
@@ -61,18 +68,41 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
-def build_pair(name: str, device: str, dtype: torch.dtype, vocab_size: int) -> tuple[Llama, LlamaForCausalLM]:
+def build_pair(name: str, device: str, vocab_size: int) -> dict[str, torch.nn.Module]:
+    """Ours and transformers' model with the same float32 weights."""
     torch.manual_seed(0)
     ours = Llama(ModelConfig.from_name(name, vocab_size=vocab_size))
     with tempfile.TemporaryDirectory() as tmp:
         save_model(ours, tmp, hf_format=True)
-        hf = LlamaForCausalLM.from_pretrained(tmp, attn_implementation="sdpa")
-    return ours.to(device=device, dtype=dtype), hf.to(device=device, dtype=dtype)
+        hf = LlamaForCausalLM.from_pretrained(tmp, attn_implementation="sdpa", torch_dtype=torch.float32)
+    return {"ours": ours.to(device), "transformers": hf.to(device)}
 
 
-def train_step_fn(model, forward, batch, optimizer):
+def interleaved(runs: dict, rounds: int, device: str) -> tuple[dict, dict, dict]:
+    """Seconds of every run in each of `rounds` rounds (one of each per round), and of each one's first call and
+    what that call returned."""
+    first, values = {}, {}
+    for name, run in runs.items():
+        sync(device)
+        start = time.perf_counter()
+        values[name] = run()
+        sync(device)
+        first[name] = time.perf_counter() - start
+    for run in runs.values():  # a second warm-up: allocator, optimizer state
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            times[name].append(timed(run, device))
+    return times, first, values
+
+
+def train_step_fn(model, forward, batch, optimizer, precision: str, device: str):
+    autocast = torch.autocast(device, dtype=torch.bfloat16) if precision == "bf16-mixed" else contextlib.nullcontext()
+
     def step():
-        logits = forward(model, batch)
+        with autocast:
+            logits = forward(model, batch)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch[:, 1:].flatten())
         loss.backward()
         optimizer.step()
@@ -90,63 +120,59 @@ def forward_hf(model, batch):
     return model(batch).logits
 
 
-def bench_training(ours, hf, args, device) -> dict:
+def bench_training(models, args, device) -> dict:
+    ours = models["ours"]
     batch = torch.randint(0, ours.config.vocab_size, (args.batch_size, args.seq_len), device=device)
     wrap = torch.compile if args.compile else (lambda fn: fn)
+    forwards = {"ours": forward_ours, "transformers": forward_hf}
     steps = {
-        "ours": train_step_fn(ours, wrap(forward_ours), batch, torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=device == "cuda")),
-        "transformers": train_step_fn(hf, wrap(forward_hf), batch, torch.optim.AdamW(hf.parameters(), lr=1e-4, fused=device == "cuda")),
+        (precision, name): train_step_fn(
+            model, wrap(forwards[name]), batch, torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda"),
+            precision, device,
+        )
+        for precision in args.precisions
+        for name, model in models.items()
     }
-    # Warm-up (allocator, optimizer state). The first loss shows that both sides compute the same thing.
-    initial_loss = {}
-    for name, step in steps.items():
-        initial_loss[name] = float(step())
-        step()
-    times = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            times[name].append(timed(step, device))
+    # The first call's loss shows that both sides compute the same thing.
+    times, first, values = interleaved(steps, args.rounds, device)
     tokens = args.batch_size * args.seq_len
     flops = ours.flops_per_token(args.seq_len) * tokens
-    result = {name: {"tokens_per_s": tokens / statistics.median(t), "flop_per_s": flops / statistics.median(t),
-                     "initial_loss": initial_loss[name]} for name, t in times.items()}
-    result["speedup"] = result["ours"]["tokens_per_s"] / result["transformers"]["tokens_per_s"]
+    result = {precision: {} for precision in args.precisions}
+    for (precision, name), t in times.items():
+        result[precision][name] = {"tokens_per_s": tokens / statistics.median(t), "flop_per_s": flops / statistics.median(t),
+                                   "first_step_s": first[precision, name], "initial_loss": float(values[precision, name])}
+    for entry in result.values():
+        entry["speedup"] = entry["ours"]["tokens_per_s"] / entry["transformers"]["tokens_per_s"]
     return result
 
 
 @torch.inference_mode()
-def bench_generation(ours, hf, args, device, batch_size: int) -> dict:
+def bench_generation(models, args, device, batch_size: int) -> dict:
     from lit_codellama.generate import generate
 
-    prompt = torch.randint(3, ours.config.vocab_size, (batch_size, args.prompt_len), device=device)
+    vocab_size = models["ours"].config.vocab_size
+    prompt = torch.randint(3, vocab_size, (batch_size, args.prompt_len), device=device)
     n = args.new_tokens
-
-    outputs = {}  # the new tokens of each side's last run: the same work is the same greedy tokens
-
-    def run_ours():
-        outputs["ours"] = generate(ours, prompt.tolist(), max_new_tokens=n)
-
-    def run_hf():
-        out = hf.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, eos_token_id=None)
-        outputs["transformers"] = out[:, args.prompt_len :].tolist()
-
-    runs = {"ours": run_ours, "transformers": run_hf}
-    for run in runs.values():
-        run()
-    times = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            times[name].append(timed(run, device))
-    # What a decode step reads in full: every weight matrix (of the embedding table, only the new tokens' rows).
-    matrices = [m.weight for m in ours.modules() if isinstance(m, torch.nn.Linear)]
-    weight_bytes = sum(w.numel() * w.element_size() for w in matrices)
-    result = {}
-    for name, t in times.items():
+    runs, weight_bytes = {}, {}
+    for precision in args.precisions:
+        ours, hf = (copy.deepcopy(models[name]).to(DTYPES[precision]) for name in ("ours", "transformers"))
+        runs[precision, "ours"] = lambda ours=ours: generate(ours, prompt.tolist(), max_new_tokens=n)
+        runs[precision, "transformers"] = lambda hf=hf: hf.generate(
+            prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, eos_token_id=None
+        )[:, args.prompt_len :].tolist()
+        # What a decode step reads in full: every weight matrix (of the embedding table, only the new tokens' rows).
+        matrices = [m.weight for m in ours.modules() if isinstance(m, torch.nn.Linear)]
+        weight_bytes[precision] = sum(w.numel() * w.element_size() for w in matrices)
+    times, _, outputs = interleaved(runs, args.rounds, device)  # the same work is the same greedy tokens
+    result = {precision: {} for precision in args.precisions}
+    for (precision, name), t in times.items():
         steps_per_s = n / statistics.median(t)
-        result[name] = {"tokens_per_s": batch_size * steps_per_s, "weight_bytes_per_s": weight_bytes * steps_per_s,
-                        "new_tokens": sum(len(row) for row in outputs[name])}
-    result["speedup"] = result["ours"]["tokens_per_s"] / result["transformers"]["tokens_per_s"]
-    result["same_tokens"] = outputs["ours"] == outputs["transformers"]
+        result[precision][name] = {"tokens_per_s": batch_size * steps_per_s,
+                                   "weight_bytes_per_s": weight_bytes[precision] * steps_per_s,
+                                   "new_tokens": sum(len(row) for row in outputs[precision, name])}
+    for precision, entry in result.items():
+        entry["speedup"] = entry["ours"]["tokens_per_s"] / entry["transformers"]["tokens_per_s"]
+        entry["same_tokens"] = outputs[precision, "ours"] == outputs[precision, "transformers"]
     return result
 
 
@@ -154,6 +180,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--presets", nargs="+", help="default: cl-10m cl-30m on CPU, cl-1b on CUDA")
+    parser.add_argument("--precisions", nargs="+", choices=sorted(DTYPES),
+                        help="default: 32-true bf16-mixed on CPU, bf16-mixed on CUDA")
     parser.add_argument("--vocab-size", type=int, default=None, help="default: 4096 on CPU, 32016 on CUDA")
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -165,45 +193,56 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     cuda = args.device == "cuda"
-    dtype = torch.bfloat16 if cuda else torch.float32
+    args.precisions = args.precisions or (["bf16-mixed"] if cuda else ["32-true", "bf16-mixed"])
     presets = args.presets or (["cl-1b"] if cuda else ["cl-10m", "cl-30m"])
     vocab_size = args.vocab_size or (32016 if cuda else 4096)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
 
-    ceiling = matmul_ceiling(args.device, dtype, n=8192 if cuda else 1024)
-    bandwidth = matvec_bandwidth(args.device, dtype)
-    device_name = torch.cuda.get_device_name() if cuda else f"{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    n = 8192 if cuda else 1024
+    ceilings = {p: matmul_ceiling(args.device, DTYPES[p], n=n) for p in args.precisions}
+    bandwidth = {p: matvec_bandwidth(args.device, DTYPES[p]) for p in args.precisions}
+    device_name = torch.cuda.get_device_name() if cuda else f"{cpu_info()['model']} x{torch.get_num_threads()} threads"
     peak = next((v for k, v in GPU_PEAK_BF16.items() if k in device_name), None) if cuda else None
-    report = {"device": device_name, "dtype": str(dtype), "torch": torch.__version__, "matmul_ceiling_flop_per_s": ceiling,
-              "matvec_bytes_per_s": bandwidth,
-              "peak_flop_per_s": peak, "args": {k: str(v) for k, v in vars(args).items()}, "models": {}}
-    print(f"{device_name}: {'8192' if cuda else '1024'}-square {dtype} matmul ceiling {ceiling / 1e9:.1f} GFLOP/s, "
-          f"matrix-vector product reads {bandwidth / 1e9:.1f} GB/s")
+    report = {"device": device_name, "cpu": cpu_info(), "torch": torch.__version__,
+              "load_average_at_start": os.getloadavg(), "matmul_ceiling_flop_per_s": ceilings,
+              "matvec_bytes_per_s": bandwidth, "peak_flop_per_s": peak,
+              "args": {k: str(v) for k, v in vars(args).items()}, "models": {}}
+    print(f"{device_name} (bf16 flags: {cpu_info()['bf16_flags'] or 'none'}), load average {os.getloadavg()[0]:.1f}")
+    for p in args.precisions:
+        print(f"  {p}: {n}-square matmul ceiling {ceilings[p] / 1e9:.1f} GFLOP/s, "
+              f"matrix-vector product reads {bandwidth[p] / 1e9:.1f} GB/s")
     for name in presets:
-        ours, hf = build_pair(name, args.device, dtype, vocab_size)
-        entry = {"params": ours.num_params(), "training": bench_training(ours, hf, args, args.device),
-                 "generation": {f"batch_{b}": bench_generation(ours, hf, args, args.device, b) for b in args.gen_batches}}
-        achieved = entry["training"]["ours"]["flop_per_s"]
-        entry["training"]["ours_fraction_of_matmul_ceiling"] = achieved / ceiling
-        if peak:
-            entry["training"]["ours_mfu"] = achieved / peak
-            entry["training"]["transformers_mfu"] = entry["training"]["transformers"]["flop_per_s"] / peak
+        models = build_pair(name, args.device, vocab_size)
+        entry = {"params": models["ours"].num_params(), "training": bench_training(models, args, args.device),
+                 "generation": {f"batch_{b}": bench_generation(models, args, args.device, b) for b in args.gen_batches}}
         report["models"][name] = entry
-        t = entry["training"]
-        print(
-            f"{name} ({entry['params'] / 1e6:.1f}M params) training: ours {t['ours']['tokens_per_s']:,.0f} tok/s "
-            f"({achieved / 1e9:,.1f} GFLOP/s = {achieved / ceiling:.0%} of matmul ceiling"
-            + (f", MFU {achieved / peak:.1%}" if peak else "")
-            + f"), transformers {t['transformers']['tokens_per_s']:,.0f} tok/s -> {t['speedup']:.2f}x"
-        )
-        for batch, g in entry["generation"].items():
+        print(f"{name} ({entry['params'] / 1e6:.1f}M params)")
+        for p, t in entry["training"].items():
+            achieved = t["ours"]["flop_per_s"]
+            t["ours_fraction_of_matmul_ceiling"] = achieved / ceilings[p]
+            if peak:
+                t["ours_mfu"] = achieved / peak
+                t["transformers_mfu"] = t["transformers"]["flop_per_s"] / peak
             print(
-                f"  generation {batch.replace('_', ' ')}: ours {g['ours']['tokens_per_s']:,.1f} tok/s "
-                f"(weights read at {g['ours']['weight_bytes_per_s'] / bandwidth:.0%} of the matrix-vector rate), "
-                f"transformers {g['transformers']['tokens_per_s']:,.1f} tok/s -> {g['speedup']:.2f}x"
+                f"  training {p}: ours {t['ours']['tokens_per_s']:,.0f} tok/s ({achieved / 1e9:,.1f} GFLOP/s = "
+                f"{achieved / ceilings[p]:.0%} of the {p} matmul ceiling" + (f", MFU {achieved / peak:.1%}" if peak else "")
+                + f"; first step {t['ours']['first_step_s']:.1f} s), transformers {t['transformers']['tokens_per_s']:,.0f}"
+                f" tok/s -> {t['speedup']:.2f}x"
             )
-        del ours, hf
+        if {"32-true", "bf16-mixed"} <= set(args.precisions):
+            t = entry["training"]
+            entry["training"]["ours_bf16_over_fp32"] = t["bf16-mixed"]["ours"]["tokens_per_s"] / t["32-true"]["ours"]["tokens_per_s"]
+            print(f"  training bf16-mixed / 32-true (ours): {entry['training']['ours_bf16_over_fp32']:.2f}x")
+        for batch, by_precision in entry["generation"].items():
+            for p, g in by_precision.items():
+                print(
+                    f"  generation {batch.replace('_', ' ')} {p}: ours {g['ours']['tokens_per_s']:,.1f} tok/s (weights read "
+                    f"at {g['ours']['weight_bytes_per_s'] / bandwidth[p]:.0%} of the matrix-vector rate), "
+                    f"transformers {g['transformers']['tokens_per_s']:,.1f} tok/s -> {g['speedup']:.2f}x"
+                )
+        del models
+    report["load_average_at_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"model_throughput_{args.device}{'_compiled' if args.compile else ''}.json"
     out.write_text(json.dumps(report, indent=2))

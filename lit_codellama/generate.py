@@ -87,7 +87,8 @@ def generate(
         # Padding queries attend to themselves so that no softmax row is empty (an empty row would be NaN).
         mask = (causal & key_is_real[:, None, None, :L]) | torch.eye(L, dtype=torch.bool, device=device)
         positions = (torch.arange(L, device=device)[None, :] - pad[:, None]).clamp(min=0)
-        logits = model(idx, input_pos=torch.arange(L, device=device), positions=positions, mask=mask)[:, -1]
+        hidden = model.hidden_states(idx, input_pos=torch.arange(L, device=device), positions=positions, mask=mask)
+        logits = model.output(hidden[:, -1])  # only the last position's: the whole prompt's cost a B x L x vocab matmul
         new_tokens: list[list[int]] = [[] for _ in range(B)]
         running = [True] * B
         for step in range(max_new_tokens):
@@ -137,8 +138,16 @@ def complete(
     """Left-to-right completions of text prompts, cut at the first stop string. generator: shared across calls
     (e.g. by an evaluation's batches); default a fresh one from `sampling.seed`."""
 
+    # A stop string that the newest token completes lies within the last `window` tokens (<= 4 byte pieces per
+    # character), and text decoded from them is text of the whole. Missing one (a token decoding to "") only
+    # costs tokens: the text is cut at its first stop string anyway.
+    window = 4 * max(map(len, stop), default=0) + 2
+
     def hit_stop(tokens: list[int]) -> bool:
-        return bool(stop) and any(s in tok.decode(tokens) for s in stop)
+        if not stop:
+            return False
+        text = tok.decode(tokens[-window:])
+        return any(s in text for s in stop)
 
     s, generator = sampling, generator or sampling.generator(model.output.weight.device)
     completions = []

@@ -167,6 +167,16 @@ class Llama(nn.Module):
         mask: boolean attention mask broadcastable to (B, nh, T, S), True = attend; defaults to causal (a single
             token decoded against the cache attends to every cached key).
         """
+        return self.output(self.hidden_states(idx, input_pos, positions, mask))
+
+    def hidden_states(
+        self,
+        idx: torch.Tensor,
+        input_pos: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The final normalised hidden states (B, T, C) that `output` turns into logits; arguments as `forward`'s."""
         B, T = idx.shape
         if positions is None:
             positions = input_pos if input_pos is not None else torch.arange(T, device=idx.device)
@@ -178,7 +188,7 @@ class Llama(nn.Module):
             cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, hs): broadcast over heads
         for layer in self.layers:
             x = layer(x, cos, sin, mask, input_pos)
-        return self.output(self.norm(x))
+        return self.norm(x)
 
     def set_rope(self, rope_theta: float | None = None, rope_scaling: float | None = None) -> None:
         """Change RoPE's base and/or linear interpolation factor, e.g. 1e4 -> 1e6 for long-context fine-tuning."""

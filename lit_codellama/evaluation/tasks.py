@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -158,6 +159,8 @@ def score_samples(
     for sample, program in zip(samples, programs, strict=True):
         if verdicts[program] is not None:
             log.warning("%s: a sample of %s fails without running: %s", task, sample.task_id, verdicts[program].output)
+    if language == "python":
+        verdicts = {program: verdict or _syntax_error(program) for program, verdict in verdicts.items()}
     unique = [program for program, verdict in verdicts.items() if verdict is None]
     try:
         verdicts.update(zip(unique, run_programs(sandbox, unique, language, limits, workers, progress, task),
@@ -230,6 +233,22 @@ def bigcode_generations(problems: Sequence[CodeProblem], samples: Sequence[Sampl
     for sample in samples:
         by_task[sample.task_id].append(by_id[sample.task_id].solution(sample.completion))
     return [by_task[p.task_id] for p in problems if p.task_id in by_task]
+
+
+def _syntax_error(program: str) -> ExecResult | None:
+    """The verdict on a Python program that does not compile, which cannot pass (the interpreter compiles the whole
+    file before running any of it), without starting a sandbox: most of a small model's completions. compile() only
+    parses; nothing of the program runs. None: it compiles, or the sandbox must decide."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings of the program, e.g. invalid escapes
+            compile(program + LANGUAGES["python"].epilogue, "main.py", "exec", dont_inherit=True)  # what would run
+    except SyntaxError as error:
+        return ExecResult("failed", 1, None, 0.0, f"{type(error).__name__}: {error.msg} (line {error.lineno}); "
+                          "found by compiling it, so it was not run")
+    except (ValueError, MemoryError, RecursionError):  # e.g. nesting past the compiler's limits
+        return None
+    return None
 
 
 def write_results(out_dir: str | Path, records: Sequence[dict[str, Any]], summary: dict[str, Any]) -> None:

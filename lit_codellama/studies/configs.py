@@ -64,6 +64,14 @@ def non_embedding_parameters(preset: str, **model_config: Any) -> int:
         return Llama(ModelConfig.from_name(preset, **model_config)).num_params(exclude_embeddings=True)
 
 
+def gpu_training(model: str, seq_len: int, batch_size: int, steps: int, lr: float, warmup_steps: int, **kwargs: Any):
+    """`cpu_training`'s run on one CUDA GPU in bf16-mixed (float32 weights and optimizer, bf16 matmuls)."""
+    config = cpu_training(model, seq_len, batch_size, steps, lr, warmup_steps, **kwargs)
+    config["trainer"].update(accelerator="gpu", precision="bf16-mixed")
+    config["data"]["num_workers"] = 2  # tokenised-shard reading and FIM off the training process
+    return config
+
+
 # The long-context studies' model: cl-1m with two heads of 64 (Llama's head size; cl-1m's own 24 gives RoPE only 12
 # frequencies, too few for θ to matter at our windows), and the windows: pretraining at L, LCFT at 4L.
 LONG_CONTEXT_MODEL = {"n_embd": 128, "n_head": 2}
@@ -87,6 +95,12 @@ SHORT_CONTEXT_PRETRAINING = {
     "small": cpu_training(
         "cl-1m", seq_len=128, batch_size=16, steps=600, lr=3e-3, warmup_steps=30, fim_rate=0.9, val_every=150,
         val_fraction=0.1, rope_theta=ROPE["small"]["pretrain_theta"], **LONG_CONTEXT_MODEL,
+    ),
+    # cl-100m (heads of 64, as above) on one H100-class GPU at the small preset's windows and bases: 1,500 steps of
+    # 64 x 128 tokens (12M, ~2 passes over the default corpus).
+    "gpu": gpu_training(
+        "cl-100m", seq_len=128, batch_size=64, steps=1500, lr=6e-4, warmup_steps=100, fim_rate=0.9, val_every=500,
+        val_batches=32, val_fraction=0.1, rope_theta=ROPE["small"]["pretrain_theta"],
     ),
 }
 

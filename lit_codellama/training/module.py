@@ -15,7 +15,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from lit_codellama.checkpoint import check_state_dict, read_checkpoint
 from lit_codellama.config import resolve_model_config
 from lit_codellama.errors import ConfigError
-from lit_codellama.loss import IGNORE_INDEX, LanguageModelingMetrics, next_token_nats
+from lit_codellama.loss import IGNORE_INDEX, LanguageModelingMetrics, chunked_next_token_nats, next_token_nats
 from lit_codellama.model import Llama
 from lit_codellama.training.optim import cosine_with_warmup, param_groups
 
@@ -38,6 +38,9 @@ class CodeLlamaLM(L.LightningModule):
         betas, eps, weight_decay: AdamW's; no decay on embeddings and norms (Llama 2's eps and decay).
         activation_checkpointing: recompute each block's activations in the backward pass (long contexts).
         compile: `torch.compile` the model's forward in place (checkpoint keys are unchanged).
+        loss_chunk_size: compute the training loss this many positions at a time (`chunked_next_token_nats`), so that
+            the float32 logits of the whole batch never exist: for large vocabularies. None: all at once (faster on
+            CPU for the small presets, where the logits are small). Not combined with `compile`.
     """
 
     def __init__(
@@ -54,8 +57,12 @@ class CodeLlamaLM(L.LightningModule):
         weight_decay: float = 0.1,
         activation_checkpointing: bool = False,
         compile: bool = False,
+        loss_chunk_size: int | None = None,
     ) -> None:
         super().__init__()
+        if loss_chunk_size is not None and (loss_chunk_size <= 0 or compile):
+            raise ConfigError(f"model.loss_chunk_size must be a positive number of positions (got {loss_chunk_size}) "
+                              "and is not combined with model.compile; set one of them")
         overrides = {} if vocab_size is None else {"vocab_size": vocab_size}
         self.model_config = resolve_model_config(model_config, **overrides)
         self.save_hyperparameters()
@@ -96,8 +103,12 @@ class CodeLlamaLM(L.LightningModule):
         return self.model(input_ids)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        labels = batch["labels"]
-        loss = next_token_nats(self(batch["input_ids"]), labels).sum() / (labels != IGNORE_INDEX).sum()
+        labels, chunk = batch["labels"], self.hparams.loss_chunk_size
+        if chunk:
+            nats = chunked_next_token_nats(self.model.hidden_states(batch["input_ids"]), self.model.output, labels, chunk)
+        else:
+            nats = next_token_nats(self(batch["input_ids"]), labels)
+        loss = nats.sum() / (labels != IGNORE_INDEX).sum()
         self._count_flops(batch["input_ids"])
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], prog_bar=True)

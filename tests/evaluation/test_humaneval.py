@@ -5,8 +5,10 @@ import json
 import pytest
 
 from lit_codellama.evaluation.data import EvalInputError
+from lit_codellama.evaluation.execution import run_program
 from lit_codellama.evaluation.humaneval import evaluate_humaneval, humaneval_problems
 from lit_codellama.evaluation.infilling import SUBSETS, evaluate_infilling, infilling_problems
+from lit_codellama.evaluation.sandbox import Sandbox
 from lit_codellama.evaluation.tasks import Sample, read_samples, score_samples
 from lit_codellama.generate import SamplingConfig
 
@@ -151,3 +153,25 @@ def test_sampling_several_completions_needs_a_temperature(tiny_model, tokenizer)
     summary = evaluate_humaneval(tiny_model, tokenizer, sampling=SamplingConfig(4, temperature=0.8), limit=2, n_samples=4,
                                  ks=(1, 4), progress=False)
     assert summary["n_samples"] == 8 and "pass@4" in summary
+
+
+class CountingSandbox(Sandbox):
+    """The real sandbox, counting the programs it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.programs = []
+
+    def run(self, argv, files, *args, **kwargs):
+        self.programs.append(next(iter(files.values())))
+        return super().run(argv, files, *args, **kwargs)
+
+
+def test_a_program_that_does_not_compile_fails_as_in_the_sandbox_without_running():
+    problems = humaneval_problems(limit=2)
+    broken = Sample(problems[0].task_id, "    return (\n")  # unbalanced: the whole file fails to compile
+    sandbox = CountingSandbox()
+    summary = score_samples("humaneval", problems, [broken, canonical(problems)[1]], sandbox, ks=(1,), progress=False)
+    assert len(sandbox.programs) == 1 and sandbox.programs[0].startswith(problems[1].program(problems[1].reference))
+    assert summary["pass@1"] == 0.5 and summary["status_counts"] == {"failed": 1, "passed": 1}
+    assert run_program(Sandbox(), problems[0].program(broken.completion)).status == "failed"  # the sandbox agrees

@@ -214,7 +214,7 @@ def test_unknown_evaluations_and_settings_are_rejected_when_the_study_is_declare
 
 @pytest.mark.parametrize(
     "name, preset",
-    [(name, preset) for name in ("fim_rate", "rope_base", "long_context") for preset in ("tiny", "small", "paper")]
+    [(name, preset) for name in ("fim_rate", "rope_base", "long_context") for preset in ("tiny", "small", "paper", "gpu")]
     + [("fim_rate", "scaling")],
 )
 def test_every_preset_of_every_study_resolves_to_runnable_configs(name, preset, tmp_path, capsys):
@@ -231,6 +231,25 @@ def test_every_preset_of_every_study_resolves_to_runnable_configs(name, preset, 
             assert {"model", "data", "trainer"} <= set(config)
             assert config["data"]["seed"] == config["seed_everything"] == run.seed
     assert not any(tmp_path.iterdir()), "a dry run writes nothing"
+
+
+@pytest.mark.parametrize("name", ["fim_rate", "rope_base", "long_context"])
+def test_gpu_presets_train_a_100m_model_in_bf16_on_one_gpu_with_configs_fit_accepts(name, tmp_path, capsys):
+    from lit_codellama.studies.cli import load_study
+    from lit_codellama.training.cli import main
+
+    study = load_study(name)
+    plan = Plan.make(study, "gpu", out=tmp_path)
+    for run in plan.runs:
+        if not study.preset("gpu").arms[run.arm].train:
+            continue
+        config = plan.train_config(run)
+        assert config["model"]["model_config"]["preset"] == "cl-100m"
+        assert config["trainer"] | {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"} == config["trainer"]
+        with pytest.raises(SystemExit) as exit_:  # parses and validates every key, instantiates nothing
+            main(["fit", "--config", yaml.safe_dump(config), "--print_config"])
+        assert exit_.value.code in (0, None)
+    capsys.readouterr()
 
 
 def test_a_runs_lightning_chatter_goes_to_its_log_and_only_warnings_reach_the_console(tmp_path, monkeypatch):
