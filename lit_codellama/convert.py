@@ -195,7 +195,7 @@ def _stage_section(n: int, run: Path) -> list[str]:
         "data": {k: data.get(k) for k in ("recipe", "data_dir", "seq_len", "batch_size", "fim_rate", "spm_rate") if data.get(k) is not None},
         "precision": trainer.get("precision"),
         "seed": meta.get("seed", config.get("seed_everything")),
-        "git commit": meta.get("git_commit"),
+        "git commit": (meta.get("git") or {}).get("commit"),
     }
     lines = [f"### Stage {n}: {run.name}", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | `{json.dumps(v) if isinstance(v, dict) else v}` |" for k, v in settings.items() if v not in (None, {}, "")]

@@ -129,7 +129,7 @@ def test_model_card_describes_the_run(run_dir, exported, corpus_dir):
     corpus = json.loads((corpus_dir / "corpus.json").read_text())
     assert "cl-1m" in card and f"| peak learning rate | `{config['model']['lr']}` |" in card
     assert f"| steps | `{config['trainer']['max_steps']}` |" in card
-    assert run["git_commit"] is None or run["git_commit"] in card
+    assert run["git"]["commit"] is None or run["git"]["commit"] in card
     assert f"fingerprint `{corpus['fingerprint']}`" in card and f"sha256 `{corpus['sha256']}`" in card
     assert "## Infilling" in card
 
