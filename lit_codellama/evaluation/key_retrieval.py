@@ -121,15 +121,10 @@ def key_retrieval_accuracy(
                                     template)
     texts = [p.prompt for p in prompts]
     completions = complete(model, tok, texts, SamplingConfig(max_new_tokens=8), stop=("\n",), batch_size=batch_size)
-    records = [{**{k: v for k, v in asdict(p).items() if k != "prompt"}, "completion": c, "correct": answer(c) == p.key}
-               for p, c in zip(prompts, completions, strict=True)]
-    cells = []
-    for n in lengths:
-        for position in positions:
-            cell = [r for r in records if r["length"] == n and r["position"] == position]
-            cells.append({"length": n, "position": position, "accuracy": sum(r["correct"] for r in cell) / len(cell),
-                          "n": len(cell), "mean_tokens": sum(r["n_tokens"] for r in cell) / len(cell)})
-    summary = {"task": "key-retrieval", "accuracy": sum(r["correct"] for r in records) / len(records),
+    records = [_record(p, completion=c, correct=answer(c) == p.key) for p, c in zip(prompts, completions, strict=True)]
+    cells = [{"length": n, "position": position, "accuracy": _mean(cell, "correct"), "n": len(cell),
+              "mean_tokens": _mean(cell, "n_tokens")} for n, position, cell in _cells(records, lengths, positions)]
+    summary = {"task": "key-retrieval", "accuracy": _mean(records, "correct"),
                "n": len(records), "rope_theta": model.config.rope_theta, "rope_scaling": model.config.rope_scaling,
                "cells": cells}
     if out_dir is not None:
@@ -191,18 +186,29 @@ def key_retrieval_ranking(
     records = []
     for i, (p, values) in enumerate(zip(prompts, candidates, strict=True)):
         top1, log_share = rank_candidates(nll[i * k : (i + 1) * k])
-        records.append({**{f: v for f, v in asdict(p).items() if f != "prompt"}, "candidates": values,
-                        "top1": top1, "log_share": log_share})
-    cells = []
-    for n in lengths:
-        for position in positions:
-            cell = [r for r in records if r["length"] == n and r["position"] == position]
-            cells.append({"length": n, "position": position, "n": len(cell),
-                          "top1": sum(r["top1"] for r in cell) / len(cell),
-                          "nats_above_chance": sum(r["log_share"] for r in cell) / len(cell) + math.log(k)})
+        records.append(_record(p, candidates=values, top1=top1, log_share=log_share))
+    cells = [{"length": n, "position": position, "n": len(cell), "top1": _mean(cell, "top1"),
+              "nats_above_chance": _mean(cell, "log_share") + math.log(k)}
+             for n, position, cell in _cells(records, lengths, positions)]
     summary = {"task": f"key-retrieval-ranking-{template}", "k": k, "n": len(records),
-               "top1": sum(r["top1"] for r in records) / len(records), "rope_theta": model.config.rope_theta,
+               "top1": _mean(records, "top1"), "rope_theta": model.config.rope_theta,
                "rope_scaling": model.config.rope_scaling, "cells": cells}
     if out_dir is not None:
         write_results(out_dir, records, summary)
     return summary
+
+
+def _record(prompt: KeyPrompt, **fields: Any) -> dict[str, Any]:
+    """A results.jsonl row: the prompt's settings (not its text) and what was measured on it."""
+    return {**{k: v for k, v in asdict(prompt).items() if k != "prompt"}, **fields}
+
+
+def _cells(records: list[dict[str, Any]], lengths: Sequence[int], positions: Sequence[float]):
+    """(length, position, records) of each cell of the grid, in grid order."""
+    for n in lengths:
+        for position in positions:
+            yield n, position, [r for r in records if r["length"] == n and r["position"] == position]
+
+
+def _mean(records: list[dict[str, Any]], field: str) -> float:
+    return sum(r[field] for r in records) / len(records)
