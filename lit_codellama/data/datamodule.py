@@ -24,7 +24,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from lit_codellama.data.corpus import Corpus, build_corpus, default_corpus_dir, load_corpus
 from lit_codellama.data.packing import DocumentReader, TrainStream, to_example, validation_contexts
@@ -175,13 +175,15 @@ class CodeDataModule(L.LightningDataModule):
     # -- loaders --------------------------------------------------------------------------------------------------
 
     def train_dataloader(self) -> DataLoader:
+        return self._training_loader(self.train_stream)
+
+    def _training_loader(self, stream_of: Callable[[int, int], IterableDataset]) -> DataLoader:
+        """Batches of `stream_of(rank, world_size)`, once a resumed run's layout and the Trainer's bound are checked."""
         rank, world_size = self._rank_and_world_size()
         self._check_resumable(world_size)
         require_bounded_run(self.trainer, type(self).__name__)
-        stream = self.train_stream(rank, world_size)
-        return DataLoader(
-            stream, batch_size=self.batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
-        )
+        return DataLoader(stream_of(rank, world_size), batch_size=self.batch_size, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
 
     def train_stream(self, rank: int = 0, world_size: int = 1) -> TrainStream:
         """The training stream of rank `rank` of `world_size` (resuming after `batches_consumed` batches)."""

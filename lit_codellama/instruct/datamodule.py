@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lit_codellama.chat import encode_dialog
-from lit_codellama.data.datamodule import CodeDataModule, Contexts, require_bounded_run
+from lit_codellama.data.datamodule import CodeDataModule, Contexts
 from lit_codellama.data.packing import ShardedStream, TrainStream
 from lit_codellama.data.sources import sha256
 from lit_codellama.data.split import hash_unit
@@ -160,19 +160,15 @@ class InstructDataModule(CodeDataModule):
         self._val_contexts = validation_contexts(val_dialogs, self.seq_len, self.tokenizer)
 
     def train_dataloader(self) -> DataLoader:
-        rank, world_size = self._rank_and_world_size()
-        self._check_resumable(world_size)
-        require_bounded_run(self.trainer, type(self).__name__)
-        rehearsal = {
-            name: TrainStream(self._reader, docs, fim=self.fim)
-            for name, docs in self._rehearsal_docs.items()
-        }
+        return self._training_loader(self.instruct_stream)
+
+    def instruct_stream(self, rank: int = 0, world_size: int = 1) -> InstructStream:
+        """The training stream of rank `rank` of `world_size` (resuming after `batches_consumed` batches)."""
+        rehearsal = {name: TrainStream(self._reader, docs, fim=self.fim) for name, docs in self._rehearsal_docs.items()}
         weights = {INSTRUCT: 1 - sum(self.rehearsal.values()), **{n: self.rehearsal[n] for n in rehearsal}}
-        stream = InstructStream(self._dialogs, rehearsal, weights, self.seq_len, self.seed, rank, world_size,
-                                self.batch_size, self.batches_consumed)
         self._world_size = world_size
-        return DataLoader(stream, batch_size=self.batch_size, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return InstructStream(self._dialogs, rehearsal, weights, self.seq_len, self.seed, rank, world_size,
+                              self.batch_size, self.batches_consumed)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(Contexts(self._val_contexts, labeled_example), batch_size=self.batch_size,
