@@ -25,7 +25,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from lit_codellama.jsonl import read_jsonl, write_jsonl
 from lit_codellama.evaluation.execution import run_programs
 from lit_codellama.evaluation.instruct import extract_code
 from lit_codellama.evaluation.sandbox import Limits, Sandbox
-from lit_codellama.generate import generate
+from lit_codellama.generate import SamplingConfig, generate
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
 
@@ -98,7 +98,8 @@ class SelfInstructError(LitCodeLlamaError, ValueError):
 
 @dataclass
 class SelfInstructConfig:
-    """Everything that decides what the pipeline produces (workers, device and batch size only decide how fast)."""
+    """Everything that decides what the pipeline produces (workers, device and batch size only decide how fast).
+    `sampling` is every stage's; the question lists are `question_max_new_tokens` long instead."""
 
     generator: str
     coder: str
@@ -106,15 +107,17 @@ class SelfInstructConfig:
     coder_tokenizer: str | None = None
     question_prompts: int = 64  # generator samples; each continues the list with up to ~40 questions
     solutions: int = 10  # per question, as in the paper
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 512
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(512, temperature=0.8, top_p=0.95))
     question_max_new_tokens: int = 1536
     dedup_threshold: float = 0.7  # estimated Jaccard similarity of word 3-grams above which a question is a duplicate
     dedup_shingle_size: int = 3
     dedup_num_perm: int = 128
     timeout_s: float = 10.0  # wall clock per test run
-    seed: int = 0
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as settings.json and report.json hold them: sampling's fields beside the others."""
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k != "sampling"}
+        return {**flat, **dataclasses.asdict(self.sampling)}
 
 
 # ------------------------------------------------------------------------------------------------- prompts and parsing
@@ -263,7 +266,7 @@ class SelfInstruct:
             "test_runs": previous.get("test_runs", {}) if self.outcomes is None else self.outcomes,
             "seconds": {**previous.get("seconds", {}), **self.seconds},
             "sandbox": self.sandbox.isolation.detail,
-            "config": dataclasses.asdict(self.config),
+            "config": self.config.settings(),
         }
         (self.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         return report
@@ -271,7 +274,7 @@ class SelfInstruct:
     # -- bookkeeping ----------------------------------------------------------------------------------------------
 
     def _check_settings(self) -> None:
-        path, settings = self.out / "settings.json", dataclasses.asdict(self.config)
+        path, settings = self.out / "settings.json", self.config.settings()
         if path.is_file():
             before = json.loads(path.read_text())
             changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
@@ -311,16 +314,16 @@ class SelfInstruct:
                 raise SelfInstructError(f"cannot load the {role} model {checkpoint}: {e}") from e
         return self._models[checkpoint, tokenizer]
 
-    def _generate(self, role: str, prompts: Sequence[list[int]], max_new_tokens: int, stage: int) -> list[str]:
+    def _generate(self, role: str, prompts: Sequence[list[int]], stage: int, sampling: SamplingConfig) -> list[str]:
         """Sampled answers to token prompts, batch by batch with a progress bar; seeded per stage so that a resumed
         stage samples as a fresh one would."""
-        c = self.config
+        s = replace(sampling, seed=sampling.seed + stage)
         model, tok = self._model(role)
-        rng = torch.Generator(device=self.device).manual_seed(c.seed + stage)
+        rng = s.generator(self.device)
         answers = []
         for start in tqdm(range(0, len(prompts), self.batch_size), desc=STAGES[stage], disable=not self.progress):
             batch = prompts[start : start + self.batch_size]
-            outputs = generate(model, batch, max_new_tokens, c.temperature, c.top_p, (tok.eos_id,), generator=rng)
+            outputs = generate(model, batch, s.max_new_tokens, s.temperature, s.top_p, (tok.eos_id,), generator=rng)
             answers += [tok.decode(o) for o in outputs]
         return answers
 
@@ -328,7 +331,9 @@ class SelfInstruct:
 
     def _questions(self) -> list[dict[str, Any]]:
         prompt = questions_prompt(self._model("generator")[1])
-        answers = self._generate("generator", [prompt] * self.config.question_prompts, self.config.question_max_new_tokens, 0)
+        c = self.config
+        answers = self._generate("generator", [prompt] * c.question_prompts, 0,
+                                 replace(c.sampling, max_new_tokens=c.question_max_new_tokens))
         return [{"question": q, "sample": i} for i, answer in enumerate(answers) for q in parse_questions(answer)]
 
     def _deduplicate(self, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -341,7 +346,7 @@ class SelfInstruct:
             return []
         tok = self._model("coder")[1]
         prompts = [encode_prompt(tok, tests_dialog(row["question"])) for row in questions]
-        answers = self._generate("coder", prompts, self.config.max_new_tokens, 2)
+        answers = self._generate("coder", prompts, 2, self.config.sampling)
         rows = [{**row, "tests": parse_tests(answer)} for row, answer in zip(questions, answers)]
         return [row for row in rows if row["tests"]]
 
@@ -350,7 +355,7 @@ class SelfInstruct:
             return []
         n, tok = self.config.solutions, self._model("coder")[1]
         prompts = [encode_prompt(tok, solution_dialog(row["question"], row["tests"][0])) for row in questions]
-        answers = self._generate("coder", [p for p in prompts for _ in range(n)], self.config.max_new_tokens, 3)
+        answers = self._generate("coder", [p for p in prompts for _ in range(n)], 3, self.config.sampling)
         return [{**row, "solutions": [extract_code(a) for a in answers[i * n : (i + 1) * n]]} for i, row in enumerate(questions)]
 
     def _filter(self, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -376,6 +381,7 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0] + " Stages whose output is already in --out are skipped.",
     )
     d = SelfInstructConfig("", "")
+    s = d.sampling
     add = parser.add_argument
     add("--generator", required=True, help="checkpoint that writes the questions (anything load_model loads)")
     add("--coder", required=True, help="checkpoint that writes the tests and the solutions")
@@ -384,14 +390,14 @@ def _parser() -> argparse.ArgumentParser:
     add("--coder-tokenizer", help="sentencepiece model of the coder (default: tokenizer.model beside it)")
     add("--question-prompts", type=int, default=d.question_prompts, help="question lists sampled from the generator (default: %(default)s)")
     add("--solutions", type=int, default=d.solutions, help="solutions sampled per question (default: %(default)s)")
-    add("--temperature", type=float, default=d.temperature, help="sampling temperature of every stage (default: %(default)s)")
-    add("--top-p", type=float, default=d.top_p, help="nucleus sampling threshold (default: %(default)s)")
-    add("--max-new-tokens", type=int, default=d.max_new_tokens, help="length limit of tests and solutions (default: %(default)s)")
+    add("--temperature", type=float, default=s.temperature, help="sampling temperature of every stage (default: %(default)s)")
+    add("--top-p", type=float, default=s.top_p, help="nucleus sampling threshold (default: %(default)s)")
+    add("--max-new-tokens", type=int, default=s.max_new_tokens, help="length limit of tests and solutions (default: %(default)s)")
     add("--question-max-new-tokens", type=int, default=d.question_max_new_tokens, help="length limit of a question list (default: %(default)s)")
     add("--dedup-threshold", type=float, default=d.dedup_threshold,
         help="estimated Jaccard similarity (word 3-grams) from which a question is a near duplicate")
     add("--timeout-s", type=float, default=d.timeout_s, help="wall-clock limit of one test run (default: %(default)s)")
-    add("--seed", type=int, default=d.seed, help="sampling seed (default: %(default)s)")
+    add("--seed", type=int, default=s.seed, help="sampling seed (default: %(default)s)")
     add("--batch-size", type=int, default=8, help="prompts generated together (default: %(default)s)")
     add("--workers", type=int, help="test runs in parallel (default: the number of cores)")
     add("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where the models run (default: %(default)s)")
@@ -402,9 +408,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = vars(parser.parse_args(argv))
+    namespace = parser.parse_args(argv)
+    sampling, args = SamplingConfig.from_args(namespace), vars(namespace)
     runtime = {key: args.pop(key) for key in ("out", "batch_size", "workers", "device", "allow_weak_sandbox")}
-    config = SelfInstructConfig(**args)
+    for option in dataclasses.fields(SamplingConfig):  # read by from_args
+        del args[option.name]
+    config = SelfInstructConfig(**args, sampling=sampling)
     try:
         sandbox = Sandbox(allow_weak=runtime["allow_weak_sandbox"])  # refuse before generating anything
         pipeline = SelfInstruct(config, runtime["out"], sandbox, runtime["device"], runtime["batch_size"], runtime["workers"])

@@ -147,8 +147,9 @@ SCRIPTED_TESTS = {
 SCRIPTED_SOLUTIONS = {"add": f"[PYTHON]\n{PASSING}\n[/PYTHON]", "largest": "[PYTHON]\ndef largest(xs):\n    return xs[0]\n[/PYTHON]"}
 
 
-def scripted_generate(tokenizer):
-    def generate(model, prompts, max_new_tokens, *args, **kwargs):
+def scripted_generate(tokenizer, calls):
+    def generate(model, prompts, max_new_tokens, temperature, top_p, *args, **kwargs):
+        calls.append((max_new_tokens, temperature, top_p))
         answers = []
         for ids in prompts:
             turn = tokenizer.decode(ids).rsplit("[INST]", 1)[-1]  # the question asked last
@@ -165,9 +166,12 @@ def scripted_generate(tokenizer):
 def test_the_whole_pipeline_keeps_a_shrinking_subset_at_each_stage_and_reports_its_yield(
     tmp_path, tiny_checkpoint, tokenizer, capsys, monkeypatch
 ):
-    monkeypatch.setattr(self_instruct, "generate", scripted_generate(tokenizer))
+    calls = []
+    monkeypatch.setattr(self_instruct, "generate", scripted_generate(tokenizer, calls))
     out = tmp_path / "run"
     assert main(tiny_args(tiny_checkpoint, out)) == 0  # 2 question samples of 4 questions each, 2 solutions each
+    # one batch per stage; question lists have their own length limit, every stage the options' sampling
+    assert calls == [(48, 1.0, 0.95), (24, 1.0, 0.95), (24, 1.0, 0.95)]
     for stage in ("questions", "unique_questions", "tests", "solutions", "instruct"):
         assert (out / f"{stage}.jsonl").is_file()
     report = json.loads((out / "report.json").read_text())
