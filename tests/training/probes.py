@@ -13,38 +13,40 @@ from lit_codellama.data.datamodule import CodeDataModule
 from lit_codellama.data.packing import TrainStream
 
 
-class KillAtStep(L.Callback):
+class AtStep(L.Callback):
+    """Do `act` when step `step` is about to run."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            self.act(pl_module)
+
+    def act(self, pl_module) -> None:
+        raise NotImplementedError
+
+
+class KillAtStep(AtStep):
     """Crash without warning (SIGKILL) when step `step` is about to run."""
 
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+    def act(self, pl_module):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-class TerminateAtStep(L.Callback):
+class TerminateAtStep(AtStep):
     """Ask the run to stop (SIGTERM, as SLURM does before preemption) during step `step`."""
 
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
+    def act(self, pl_module):
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
-class PoisonAtStep(L.Callback):
+class PoisonAtStep(AtStep):
     """Make a weight infinite before step `step`, so its loss is not finite."""
 
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            with torch.no_grad():
-                pl_module.model.norm.weight.fill_(float("inf"))
+    def act(self, pl_module):
+        with torch.no_grad():
+            pl_module.model.norm.weight.fill_(float("inf"))
 
 
 class RecordShards(L.Callback):
