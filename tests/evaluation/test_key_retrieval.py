@@ -1,9 +1,9 @@
 import math
 import random
-from types import SimpleNamespace
 
 import pytest
 import torch
+from fakes import UniformModel
 
 from lit_codellama.evaluation.key_retrieval import (
     QUESTION,
@@ -44,15 +44,9 @@ def test_accuracy_per_cell(tiny_model, tokenizer, stdlib_texts, tmp_path):
     assert (tmp_path / "results.jsonl").read_text().count('"correct": false') == 8
 
 
-class Copier(torch.nn.Module):
+class Copier(UniformModel):
     """An ideal induction head: after a token it predicts, with near certainty, the token that followed the
     longest earlier repeat (at least 4 tokens) of the text just read; elsewhere every token is equally likely."""
-
-    def __init__(self, vocab_size: int) -> None:
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.output = torch.nn.Linear(1, 1)
-        self.config = SimpleNamespace(rope_theta=1e4, rope_scaling=1.0)
 
     def forward(self, idx, mask=None):
         logits = torch.zeros(*idx.shape, self.vocab_size)
@@ -70,11 +64,6 @@ class Copier(torch.nn.Module):
         return logits
 
 
-class Uniform(Copier):
-    def forward(self, idx, mask=None):
-        return torch.zeros(*idx.shape, self.vocab_size)
-
-
 def test_one_hop_prompts_repeat_the_text_before_the_key():
     definition, question = TEMPLATES["one_hop"]
     assert question.strip() + " {key}" == definition.strip()
@@ -85,7 +74,7 @@ def test_a_perfect_copier_ranks_the_key_first_and_a_uniform_model_is_at_chance(t
     copier = key_retrieval_ranking(Copier(tokenizer.vocab_size), tokenizer, **settings)
     assert copier["top1"] == 1.0
     assert all(c["nats_above_chance"] == pytest.approx(math.log(4), abs=1e-3) for c in copier["cells"])
-    uniform = key_retrieval_ranking(Uniform(tokenizer.vocab_size), tokenizer, **settings)
+    uniform = key_retrieval_ranking(UniformModel(tokenizer.vocab_size), tokenizer, **settings)
     # Candidates tie unless they tokenize to different counts: the key is first about 1/k of the time.
     assert uniform["top1"] <= 0.5 and all(abs(c["nats_above_chance"]) < 0.5 * math.log(4) for c in uniform["cells"])
     assert [(c["length"], c["position"], c["n"]) for c in copier["cells"]] == [

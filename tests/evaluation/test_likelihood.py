@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from fakes import UniformModel
 
 from lit_codellama.evaluation.data import EvalInputError
 from lit_codellama.evaluation.humaneval import humaneval_problems
@@ -83,15 +84,9 @@ def test_perplexity_by_context_length_uses_the_same_texts_for_every_length(tiny_
         perplexity_by_context_length(tiny_model, tokenizer, stdlib_texts[:1], [100_000])
 
 
-class ContextCountingModel(torch.nn.Module):
+class ContextCountingModel(UniformModel):
     """A stand-in whose loss is known: it predicts token (x + 1) % V after x, and the log-probability it gives that
     token is exactly -1/n, where n is the number of tokens the position may attend to (itself included)."""
-
-    def __init__(self, vocab_size: int) -> None:
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.output = torch.nn.Linear(1, 1)  # where the evaluation finds the device
-        self.config = SimpleNamespace(rope_theta=1e4, rope_scaling=1.0)
 
     def forward(self, idx, mask=None):
         B, T = idx.shape
@@ -134,19 +129,6 @@ def test_a_capped_context_equals_scoring_each_token_in_its_own_window(tiny_model
                                                                      target - window_start), rel=1e-4)
         assert full[target - 1].item() == pytest.approx(direct_nll(tiny_model, ids[: target + 1], target), rel=1e-4)
     torch.testing.assert_close(full[:16], capped[:16])  # up to the window, both see every token before them
-
-
-class UniformModel(torch.nn.Module):
-    """Every token equally likely: each scored token costs exactly ln V nats, and argmax is token 0."""
-
-    def __init__(self, vocab_size: int) -> None:
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.output = torch.nn.Linear(1, 1)
-        self.config = SimpleNamespace(rope_theta=1e4, rope_scaling=1.0)
-
-    def forward(self, idx, mask=None):
-        return torch.zeros(*idx.shape, self.vocab_size)
 
 
 def test_infilling_bits_per_char_and_suffix_gain_count_exactly_the_tokens_of_each_layout(tokenizer):
