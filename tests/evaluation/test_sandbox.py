@@ -32,6 +32,17 @@ def run(sandbox, source, **limits):
     return run_program(sandbox, source, limits=Limits(**limits) if limits else None)
 
 
+def become_sleeper(marker: str, seconds: int = 120) -> str:
+    """A line of a program that turns its process into a sleeping Python whose command line holds `marker`."""
+    return f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep({seconds})', {marker!r}])"
+
+
+def hung_program(marker: str, *, setsid: bool) -> str:
+    """A program that forks a sleeper (in a session of its own with `setsid`), then sleeps as long itself."""
+    child = ["os.setsid()", become_sleeper(marker)] if setsid else [become_sleeper(marker)]
+    return "import os, sys, time\nif os.fork() == 0:\n" + "".join(f"    {line}\n" for line in child) + "time.sleep(120)\n"
+
+
 def test_status_is_passed_failed_timeout_or_killed(sandbox):
     assert run(sandbox, "assert 1 + 1 == 2").status == "passed"
     failed = run(sandbox, "assert 1 + 1 == 3, 'arithmetic'")
@@ -179,7 +190,7 @@ def test_processes_that_escape_with_setsid_are_killed_at_the_end(sandbox, host_p
         "    os.setsid()\n"
         "    if os.fork() == 0:\n"
         "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        f"        os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(120)', {marker!r}])\n"
+        f"        {become_sleeper(marker)}\n"
         "    os._exit(0)\n"
         "time.sleep(0.5)\n"  # let the grandchild start
     )
@@ -189,21 +200,13 @@ def test_processes_that_escape_with_setsid_are_killed_at_the_end(sandbox, host_p
 
 def test_processes_are_killed_when_the_program_times_out(sandbox, host_processes_with):
     marker = f"hung-{uuid.uuid4().hex}"
-    source = (
-        "import os, sys, time\n"
-        "if os.fork() == 0:\n"
-        "    os.setsid()\n"
-        f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(120)', {marker!r}])\n"
-        "time.sleep(120)\n"
-    )
-    assert run(sandbox, source, wall_s=1).status == "timeout"
+    assert run(sandbox, hung_program(marker, setsid=True), wall_s=1).status == "timeout"
     assert host_processes_with(marker) == []
 
 
 def test_a_cancelled_run_is_killed_and_a_later_one_never_starts(sandbox, host_processes_with):
     marker = f"cancelled-{uuid.uuid4().hex}"
-    source = ("import os, sys\n"
-              f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])")
+    source = f"import os, sys\n{become_sleeper(marker, 60)}"
     with Cancellation() as cancel:
         def cancel_once_running():
             while not host_processes_with(marker):
@@ -252,13 +255,7 @@ def test_weak_mode_still_limits_and_kills_its_session(monkeypatch, host_processe
     assert run(weak, "assert False").status == "failed"
     assert run(weak, "while True: pass", cpu_s=1, wall_s=30).status == "timeout"
     marker = f"weak-{uuid.uuid4().hex}"
-    source = (
-        "import os, sys, time\n"
-        "if os.fork() == 0:\n"
-        f"    os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(120)', {marker!r}])\n"
-        "time.sleep(120)\n"
-    )
-    assert run(weak, source, wall_s=1).status == "timeout"
+    assert run(weak, hung_program(marker, setsid=False), wall_s=1).status == "timeout"
     assert host_processes_with(marker) == []
 
 
