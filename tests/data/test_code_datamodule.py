@@ -143,18 +143,15 @@ class Recorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
+def quiet_trainer(**kwargs) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, **kwargs)
+
+
 def fit(corpus, tmp_path, ckpt_path=None) -> list[torch.Tensor]:
     dm = CodeDataModule(str(corpus.path), seq_len=SEQ_LEN, batch_size=BATCH, fim_rate=0.9)
     model = Recorder(dm.tokenizer.vocab_size)
-    trainer = L.Trainer(
-        max_steps=6,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[ModelCheckpoint(tmp_path, every_n_train_steps=3, save_top_k=-1)],
-    )
+    trainer = quiet_trainer(max_steps=6, limit_val_batches=0,
+                            callbacks=[ModelCheckpoint(tmp_path, every_n_train_steps=3, save_top_k=-1)])
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return model.seen
 
@@ -203,14 +200,7 @@ def test_invalid_settings_are_rejected(kwargs, message):
 
 
 def test_an_unbounded_run_is_refused(corpus, tmp_path):
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(max_epochs=1, enable_checkpointing=False, default_root_dir=tmp_path)
     with pytest.raises(ConfigError, match="set Trainer\\(max_steps"):
         trainer.fit(Recorder(corpus.tokenizer.vocab_size), datamodule=CodeDataModule(str(corpus.path), seq_len=SEQ_LEN))
 
