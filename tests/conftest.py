@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from lit_codellama.evaluation.sandbox import Sandbox
 from lit_codellama.tokenizer import Tokenizer, train_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -24,3 +25,9 @@ def tokenizer_path(tmp_path_factory, stdlib_texts) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer(tokenizer_path) -> Tokenizer:
     return Tokenizer(tokenizer_path)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Sandbox:
+    """The evaluation sandbox with bubblewrap isolation (it refuses to start without)."""
+    return Sandbox()

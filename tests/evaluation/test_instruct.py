@@ -6,16 +6,10 @@ from lit_codellama.checkpoint import load_model
 from lit_codellama.evaluation.humaneval import humaneval_problems
 from lit_codellama.evaluation.instruct import evaluate_instruct, extract_code, instruct_problems
 from lit_codellama.evaluation.mbpp import mbpp_problems
-from lit_codellama.evaluation.sandbox import Sandbox
 from lit_codellama.evaluation.tasks import Sample, score_samples
 from lit_codellama.generate import SamplingConfig
 
 CODE = "def f(x):\n    return x + 1\n"
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    return Sandbox()
 
 
 @pytest.mark.parametrize(

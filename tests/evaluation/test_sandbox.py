@@ -23,11 +23,6 @@ from lit_codellama.evaluation.sandbox import (
 )
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Sandbox:
-    return Sandbox()
-
-
 def run(sandbox, source, **limits):
     return run_program(sandbox, source, limits=Limits(**limits) if limits else None)
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from lit_codellama.evaluation.sandbox import Limits, Sandbox
+from lit_codellama.evaluation.sandbox import Limits
 from lit_codellama.instruct import self_instruct
 from lit_codellama.instruct.dataset import InstructSource, load_instruct
 from lit_codellama.instruct.self_instruct import (
@@ -22,11 +22,6 @@ FAILING = "def add(a, b):\n    return a - b"
 HANGING = "def add(a, b):\n    while True:\n        pass"
 EXITS_EARLY = "import os\ndef add(a, b):\n    return 0\nos._exit(0)"
 SYS_EXIT = "import sys\ndef add(a, b):\n    return 0\nsys.exit()"
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    return Sandbox()
 
 
 def test_numbered_list_items_become_questions():
