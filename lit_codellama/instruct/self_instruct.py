@@ -129,20 +129,17 @@ def questions_prompt(tok: Tokenizer) -> list[int]:
     return encode_prompt(tok, [{"role": "user", "content": QUESTIONS_ASK}]) + tok.encode(seed + "\n")
 
 
+def one_shot(ask: str, example: str, problem: str) -> list[Message]:
+    """The task with its example problem, the example's answer, then the problem to answer likewise."""
+    return [{"role": "user", "content": ask}, {"role": "assistant", "content": example}, {"role": "user", "content": problem}]
+
+
 def tests_dialog(question: str) -> list[Message]:
-    return [
-        {"role": "user", "content": TESTS_ASK},
-        {"role": "assistant", "content": TESTS_EXAMPLE},
-        {"role": "user", "content": f"Problem: {question}"},
-    ]
+    return one_shot(TESTS_ASK, TESTS_EXAMPLE, f"Problem: {question}")
 
 
 def solution_dialog(question: str, test: str) -> list[Message]:
-    return [
-        {"role": "user", "content": SOLUTION_ASK},
-        {"role": "assistant", "content": SOLUTION_EXAMPLE},
-        {"role": "user", "content": f"Problem: {question}\nTest: {test}"},
-    ]
+    return one_shot(SOLUTION_ASK, SOLUTION_EXAMPLE, f"Problem: {question}\nTest: {test}")
 
 
 def parse_questions(text: str) -> list[str]:
