@@ -131,7 +131,7 @@ def test_validate_scores_a_checkpoint_and_leaves_the_run_record_alone(run, capsy
     assert records == {name: (run / name).read_text() for name in records}
 
 
-def test_next_stage_starts_from_the_exported_weights_with_a_new_rope_base(run, corpus_dir, tmp_path):
+def test_next_stage_starts_from_the_exported_weights_with_a_new_rope_theta(run, corpus_dir, tmp_path):
     config = tiny_config(corpus_dir, tmp_path / "lcft", max_steps=1)
     config["model"]["model_config"] = {"preset": "cl-1m", "rope_theta": 1e6, "block_size": 128}
     config["model"]["betas"] = [0.9, 0.95, 0.99]
