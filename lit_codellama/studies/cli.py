@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from lit_codellama.arguments import ArgumentParser, output_dir, positive_int
 from lit_codellama.errors import ConfigError, LitCodeLlamaError
 from lit_codellama.studies.runner import REPO_ROOT, Plan, describe, execute
 from lit_codellama.studies.study import Study
@@ -77,7 +78,7 @@ def _parser(study: Study, prog: str | None) -> argparse.ArgumentParser:
         f"{len(preset.arms)} arms. {' '.join(preset.notes.split())}"
         for name, preset in study.presets.items()
     )
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog or f"python ablations/{study.name}.py",
         description=f"Study {study.name!r}: {study.question}",
         epilog=f"presets:\n{presets}\n\nFinished runs are skipped, so an interrupted study resumes where it stopped.",
@@ -91,21 +92,21 @@ def _parser(study: Study, prog: str | None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--seeds",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="seeds per arm, 0..N-1 (default: the preset's); the summary gives mean and 95%% interval",
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=output_dir,
         default=None,
         metavar="DIR",
         help=f"results directory (default: ablations/results/{study.name})",
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="torch intra-op threads (default: torch's, one per core); on a machine busy with other "

@@ -39,7 +39,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_codellama.config import load_yaml, set_dotted
 from lit_codellama.data import CodeDataModule
-from lit_codellama.errors import ConfigError
+from lit_codellama.errors import ConfigError, LitCodeLlamaError
 from lit_codellama.precision import precision_record
 from lit_codellama.training.callbacks import (
     ExportModel,
@@ -89,6 +89,18 @@ class CodeLlamaCLI(LightningCLI):
             self.config = parser.parse_args(args)
         except ArgumentError as error:
             raise ConfigError(self._explain(str(error))) from None
+
+    def instantiate_classes(self) -> None:
+        # jsonargparse wraps an error raised by a class's __init__ (a ConfigError naming the field) in its own.
+        try:
+            super().instantiate_classes()
+        except Exception as error:
+            cause = error
+            while cause is not None and not isinstance(cause, LitCodeLlamaError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
 
     def _explain(self, error: str) -> str:
         """For an unknown key (in YAML or on the command line): the closest valid ones and every valid key of its

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 import lit_codellama
 from lit_codellama.checkpoint import load_model
+from lit_codellama.cli import main as dispatch
 from lit_codellama.data import load_corpus
 from lit_codellama.errors import CheckpointError, ConfigError
 from lit_codellama.training import train
@@ -210,6 +211,29 @@ def test_command_line_typo_names_the_closest_key_like_a_yaml_typo(corpus_dir, tm
     path.write_text(yaml.safe_dump(tiny_config(corpus_dir, tmp_path / "run")))
     assert main(["fit", "--config", str(path), *typo]) == 2
     assert capsys.readouterr().err.startswith(f"error: unknown config key {key!r}. Did you mean {closest} ")
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("--data.batch_size=0", "batch_size"),
+        ("--data.seq_len=0", "seq_len"),
+        ("--data.fim_rate=1.5", "fim_rate"),
+        ("--data.fim_rate=-0.1", "fim_rate"),
+        ("--model.lr=0", "lr"),
+        ("--model.lr=-1e-3", "lr"),
+        ("--model.model_config={preset: cl-1m, n_head: four}", "n_head"),
+        ("--data.seq_len=1024", "block_size=512"),  # cl-1m trains on 512-token contexts
+    ],
+)
+def test_an_out_of_range_fit_value_is_one_error_line_naming_the_field(override, field, corpus_dir, tmp_path, capsys):
+    config = tmp_path / "fit.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(corpus_dir, tmp_path / "run")))
+    assert dispatch(["fit", "--config", str(config), override]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and field in errors[0] and "Traceback" not in err, err
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before training
 
 
 STAGES = sorted((REPO / "configs" / "train").glob("*.yaml"))
