@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from lit_codellama.config import ModelConfig
 from lit_codellama.errors import CheckpointError
+from lit_codellama.files import atomic_path, write_text_atomic
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
 
@@ -369,15 +370,19 @@ def load_for_inference(
 
 def save_model(model: Llama, path: str | Path, hf_format: bool = False, max_shard_size: int | str = "5GB") -> None:
     """Write `model` to directory `path`: our format, or Hugging Face's weights and config.json (opens with
-    transformers), as model.safetensors or, above `max_shard_size`, shards listed in model.safetensors.index.json."""
+    transformers), as model.safetensors or, above `max_shard_size`, shards listed in model.safetensors.index.json.
+
+    Our format is written atomically, file by file, the weights last, so an interrupted save never leaves weights
+    that look complete."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if hf_format:
         dtype = model.output.weight.dtype
-        (path / "config.json").write_text(json.dumps(config_to_hf(model.config, dtype), indent=2))
+        write_text_atomic(path / "config.json", json.dumps(config_to_hf(model.config, dtype), indent=2))
         hf_state = ours_to_hf(state, model.config)
         save_torch_state_dict(hf_state, path, max_shard_size=max_shard_size, metadata={"format": "pt"})
     else:
         model.config.save(path / OUR_CONFIG)
-        save_file(state, path / OUR_WEIGHTS, metadata={"format": "pt"})
+        with atomic_path(path / OUR_WEIGHTS) as tmp:
+            save_file(state, tmp, metadata={"format": "pt"})

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from lit_codellama.errors import ConfigError
+from lit_codellama.files import write_text_atomic
 
 
 @dataclass
@@ -100,7 +101,7 @@ class ModelConfig:
         return cls.from_dict({**values, **overrides}, source=str(path))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def resolve_model_config(spec: str | dict[str, Any], **overrides: Any) -> ModelConfig:

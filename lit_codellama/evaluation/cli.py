@@ -30,6 +30,7 @@ from lit_codellama.arguments import (
 from lit_codellama.errors import LitCodeLlamaError
 from lit_codellama.evaluation.data import EvalInputError
 from lit_codellama.evaluation.sandbox import WEAK_ENV_VAR, Sandbox
+from lit_codellama.files import write_text_atomic
 
 CODE_TASKS = ("humaneval", "mbpp", "multipl-e", "infilling")
 TASKS = (*CODE_TASKS, "perplexity", "long-context", "key-retrieval")
@@ -201,7 +202,7 @@ def _likelihood_task(args: argparse.Namespace) -> dict[str, Any]:
 
 def _write_summary(out: Path, summary: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

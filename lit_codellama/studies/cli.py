@@ -1,6 +1,9 @@
 """Command line of a study: `python ablations/<study>.py [--preset P] [--seeds N] [--out DIR] [--threads N] [--quiet]`.
 
-`python -m lit_codellama study <name|path.py> ...` runs a study script's `STUDY` the same way (`main`).
+`python -m lit_codellama study <name|path.py> ...` runs a study script's `STUDY` the same way (`main`): a name is a
+script in `./ablations/`. Like `fit`, a study resolves relative paths (its `--out`, the training configs and recipes
+of its presets) against the current directory, normally a checkout's root; results go to
+`./ablations/results/<study>/` unless `--out` says otherwise.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import torch
 
 from lit_codellama.arguments import ArgumentParser, output_dir, positive_int
 from lit_codellama.errors import ConfigError, LitCodeLlamaError
-from lit_codellama.studies.runner import REPO_ROOT, Plan, describe, execute
+from lit_codellama.studies.runner import RESULTS_DIR, Plan, describe, execute
 from lit_codellama.studies.study import Study
+
+STUDIES_DIR = Path("ablations")  # where `study <name>` finds `<name>.py`, under the current directory
 
 
 def run_cli(study: Study, argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -41,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     """`study <name or path to a study script> [options]`: the script's `STUDY` with `run_cli`."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        scripts = sorted(p.stem for p in (REPO_ROOT / "ablations").glob("*.py"))
+        scripts = sorted(p.stem for p in STUDIES_DIR.glob("*.py"))
         print(
             "usage: python -m lit_codellama study <name|path.py> [--preset P] [--seeds N] [--out DIR] [--threads N]"
             " [--dry-run]\n\n"
-            f"studies in {REPO_ROOT / 'ablations'}: {', '.join(scripts)}\n"
+            f"studies in {STUDIES_DIR.absolute()}: {', '.join(scripts) or 'none (run from a checkout)'}\n"
             "Run `python -m lit_codellama study <name> --help` for a study's presets."
         )
         return 0
@@ -60,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
 def load_study(name_or_path: str) -> Study:
     path = Path(name_or_path)
     if not path.suffix:
-        path = REPO_ROOT / "ablations" / f"{name_or_path}.py"
+        path = STUDIES_DIR / f"{name_or_path}.py"
     if not path.is_file():
-        raise ConfigError(f"no study script {path}; pass a name from {REPO_ROOT / 'ablations'} or a path to a .py file")
+        raise ConfigError(
+            f"no study script {path.absolute()}; pass a name from ./{STUDIES_DIR} (run from a checkout's root) "
+            "or a path to a .py file"
+        )
     spec = importlib.util.spec_from_file_location(f"_study_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -102,7 +110,7 @@ def _parser(study: Study, prog: str | None) -> argparse.ArgumentParser:
         type=output_dir,
         default=None,
         metavar="DIR",
-        help=f"results directory (default: ablations/results/{study.name})",
+        help=f"results directory (default: {RESULTS_DIR / study.name} under the current directory)",
     )
     parser.add_argument(
         "--threads",

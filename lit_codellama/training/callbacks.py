@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_codellama.checkpoint import load_model, save_model
 from lit_codellama.errors import LitCodeLlamaError
+from lit_codellama.files import atomic_path
 from lit_codellama.provenance import provenance
 
 
@@ -186,8 +187,11 @@ class ExportModel(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.save_checkpoint(self.checkpoint)
         if trainer.is_global_zero:
-            save_model(load_model(self.checkpoint), self.model_dir)
+            model = load_model(self.checkpoint)
             tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-            if tokenizer is not None:
-                shutil.copyfile(tokenizer.path, self.model_dir / "tokenizer.model")
+            if tokenizer is not None:  # before the weights, whose presence marks the export complete
+                self.model_dir.mkdir(parents=True, exist_ok=True)
+                with atomic_path(self.model_dir / "tokenizer.model") as tmp:
+                    shutil.copyfile(tokenizer.path, tmp)
+            save_model(model, self.model_dir)
         trainer.strategy.barrier("export-model")
