@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shlex
 import sys
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_codellama.arguments import ArgumentParser, output_dir, positive_int
 from lit_codellama.errors import ConfigError, LitCodeLlamaError
 from lit_codellama.studies.runner import RESULTS_DIR, Plan, describe, execute
 from lit_codellama.studies.study import Study
+from lit_codellama.training.callbacks import SIGTERM_EXIT_STATUS
 
 STUDIES_DIR = Path("ablations")  # where `study <name>` finds `<name>.py`, under the current directory
 
 
 def run_cli(study: Study, argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse the study options and run it; a user mistake ends with one clear message and exit status 2."""
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser(study, prog).parse_args(argv)
     threads = torch.get_num_threads()
     try:
@@ -37,6 +41,10 @@ def run_cli(study: Study, argv: list[str] | None = None, prog: str | None = None
     except LitCodeLlamaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SIGTERMException as stop:  # training checkpointed; finished runs are kept
+        command = prog or f"python {shlex.quote(sys.argv[0])}"
+        print(f"\nstudy stopped by SIGTERM; resume with: {command} {shlex.join(argv)}".rstrip(), file=sys.stderr)
+        return stop.code or SIGTERM_EXIT_STATUS
     finally:
         torch.set_num_threads(threads)  # run_cli may be called in-process (tests, notebooks)
     return 0

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -89,12 +90,15 @@ class StopOnNonFiniteLoss(L.Callback):
         )
 
 
-class SigtermCheckpoint(L.Callback):
-    """Save `<dirpath>/last.ckpt` when the job is told to stop (SLURM preemption, `kill`); `--ckpt_path last`
-    resumes from it.
+SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 
-    Lightning turns SIGTERM into `SIGTERMException` at the end of the current step, so the state is consistent.
-    Other exceptions (a NaN loss, a bug) save nothing, so the newest checkpoint stays the last good one.
+
+class SigtermCheckpoint(L.Callback):
+    """Save `<dirpath>/last.ckpt` when the job is told to stop (SLURM preemption, `kill`), then exit with status
+    143, not Lightning's 0, so that a scheduler or script sees an unfinished run; `--ckpt_path last` resumes.
+
+    Lightning turns SIGTERM into `SIGTERMException` (a `SystemExit`) at the end of the current step, so the state is
+    consistent. Other exceptions (a NaN loss, a bug) save nothing, so the newest checkpoint stays the last good one.
     """
 
     def __init__(self, dirpath: str | Path) -> None:
@@ -104,6 +108,9 @@ class SigtermCheckpoint(L.Callback):
         if isinstance(exception, SIGTERMException):
             trainer.strategy.remove_checkpoint(self.path)  # may link to a periodic checkpoint (save_last="link")
             trainer.save_checkpoint(self.path)
+            exception.code = SIGTERM_EXIT_STATUS  # Lightning re-raises this very exception
+            if trainer.is_global_zero:
+                print(f"stopped by SIGTERM after step {trainer.global_step}; saved {self.path}", file=sys.stderr)
 
 
 class RNGState(L.Callback):

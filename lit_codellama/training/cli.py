@@ -11,7 +11,8 @@ directory (`trainer.default_root_dir`) ends up holding:
                      final.ckpt
     model/           the final weights: model_config.yaml, model.safetensors, the data's tokenizer.model
 
-Resume an interrupted run with `--ckpt_path last` (`train` does so by default). The data section configures a
+Resume an interrupted run with `--ckpt_path last` (`train` does so by default); a run stopped by SIGTERM exits with
+status 143 and prints that command. The data section configures a
 `CodeDataModule` unless it names another class (a subclass exposing `.tokenizer`), e.g. instruction tuning's
 `data: {class_path: lit_codellama.instruct.InstructDataModule, init_args: {...}}`.
 """
@@ -21,6 +22,8 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import shlex
+import sys
 from argparse import ArgumentError
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,6 +39,7 @@ from lightning.pytorch.callbacks.progress.rich_progress import (
 from lightning.pytorch.cli import LightningCLI
 from lightning.fabric.connector import _PRECISION_INPUT
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_codellama.config import load_yaml, set_dotted
 from lit_codellama.data import CodeDataModule
@@ -43,6 +47,7 @@ from lit_codellama.errors import ConfigError, LitCodeLlamaError
 from lit_codellama.precision import precision_record
 from lit_codellama.training.callbacks import (
     ExportModel,
+    SIGTERM_EXIT_STATUS,
     RNGState,
     RunMetadata,
     SigtermCheckpoint,
@@ -200,5 +205,16 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    CodeLlamaCLI(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        CodeLlamaCLI(argv)
+    except SIGTERMException as stop:
+        print(f"resume with: {resume_command(argv)}", file=sys.stderr)
+        return stop.code or SIGTERM_EXIT_STATUS
     return 0
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line `argv` (`fit ...`) continued from the newest checkpoint (a later option wins)."""
+    resumes = " ".join(argv[-2:]) == "--ckpt_path last" or argv[-1:] == ["--ckpt_path=last"]
+    return shlex.join(["python", "-m", "lit_codellama", *argv, *([] if resumes else ["--ckpt_path", "last"])])
