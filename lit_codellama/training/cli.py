@@ -24,6 +24,7 @@ import difflib
 import re
 import shlex
 import sys
+import zipfile
 from argparse import ArgumentError
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,7 +44,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_codellama.config import load_yaml, set_dotted
 from lit_codellama.data import CodeDataModule
-from lit_codellama.errors import ConfigError, LitCodeLlamaError
+from lit_codellama.errors import CheckpointError, ConfigError, LitCodeLlamaError
 from lit_codellama.precision import precision_record
 from lit_codellama.training.callbacks import (
     ExportModel,
@@ -149,6 +150,18 @@ class CodeLlamaCLI(LightningCLI):
             "data", "model.vocab_size", compute_fn=lambda data: data.tokenizer.vocab_size, apply_on="instantiate"
         )
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads an explicit --ckpt_path here, before anything is built: a torn file would be a traceback.
+        if self.config.get("subcommand"):
+            _check_resume_checkpoint(self.config[self.config.subcommand].get("ckpt_path"))
+        super()._parse_ckpt_path()
+
+    def before_fit(self) -> None:
+        if self._get(self.config, "ckpt_path") == "last":
+            _check_resume_checkpoint(Path(self.trainer.checkpoint_callback.dirpath) / "last.ckpt")
+
+    before_validate = before_fit
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if self.subcommand != "fit":
             self.save_config_callback = None  # `validate` of a checkpoint keeps its training run's config.yaml
@@ -175,6 +188,15 @@ class CodeLlamaCLI(LightningCLI):
             # Rich's default ".3f" shows a 3e-4 learning rate as 0.000.
             kwargs["callbacks"].append(RichProgressBar(theme=RichProgressBarTheme(metrics_format=".3g")))
         return super().instantiate_trainer(**kwargs)
+
+
+def _check_resume_checkpoint(path: str | Path | None) -> None:
+    """Refuse, in one line, a checkpoint file that is not complete (torch writes a zip whose index comes last)."""
+    if path is not None and Path(path).is_file() and not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"--ckpt_path: {path} is truncated or corrupt; resume from an earlier checkpoint "
+            f"(--ckpt_path {Path(path).parent}/step=N.ckpt) or move it away"
+        )
 
 
 def train(

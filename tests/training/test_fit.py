@@ -4,6 +4,7 @@ import io
 import json
 import math
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -234,6 +235,20 @@ def test_an_out_of_range_fit_value_is_one_error_line_naming_the_field(override, 
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and field in errors[0] and "Traceback" not in err, err
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before training
+
+
+@pytest.mark.parametrize("given", ["path", "last"])
+def test_a_torn_resume_checkpoint_is_one_error_line_naming_it(given, run, corpus_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(run / "checkpoints", run_dir / "checkpoints")
+    torn = run_dir / "checkpoints" / "last.ckpt"
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])  # e.g. the disk filled up mid-save
+    config = tmp_path / "fit.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(corpus_dir, run_dir)))
+    assert dispatch(["fit", "--config", str(config), "--ckpt_path", str(torn) if given == "path" else "last"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(torn) in errors[0] and "Traceback" not in err, err
 
 
 STAGES = sorted((REPO / "configs" / "train").glob("*.yaml"))
