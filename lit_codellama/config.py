@@ -56,7 +56,8 @@ class ModelConfig:
                 number = isinstance(value, (int, float)) and not isinstance(value, bool)
                 ok, expected = number and value > 0, "a number > 0"
             if not ok:
-                hint = " (YAML reads 1e6 as text: write 1.0e+6)" if isinstance(value, str) and "number" in expected else ""
+                text_number = isinstance(value, str) and "number" in expected
+                hint = " (YAML reads 1e6 as text: write 1.0e+6)" if text_number else ""
                 raise ConfigError(f"model config {self.name!r}: {f.name} must be {expected}, got {value!r}{hint}")
 
     @property

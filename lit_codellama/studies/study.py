@@ -81,7 +81,8 @@ class Preset:
     """A study at one scale.
 
     train: the base training config (LightningCLI layout: `model`, `data`, `trainer`, ...) or a YAML path (relative
-        to the current directory, like `fit --config`). evaluations: evaluation name (see `studies.evaluations.EVALUATIONS`) -> settings.
+        to the current directory, like `fit --config`).
+    evaluations: evaluation name (see `studies.evaluations.EVALUATIONS`) -> settings.
     notes: why these sizes (model, steps, subsets) and what the preset costs.
     """
 

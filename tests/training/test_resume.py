@@ -87,7 +87,8 @@ def test_sigterm_ends_fit_unsuccessfully_with_a_checkpoint_and_the_command_that_
 STUDY_SCRIPT = """
 import sys
 from lit_codellama.studies import Arm, Preset, Study, run_cli
-STUDY = Study("stop", "?", {{"small": Preset({config!r}, {{"a": Arm()}}, {{"val_loss": {{"max_batches": 1}}}}, seeds=1)}})
+PRESET = Preset({config!r}, {{"a": Arm()}}, {{"val_loss": {{"max_batches": 1}}}}, seeds=1)
+STUDY = Study("stop", "?", {{"small": PRESET}})
 sys.exit(run_cli(STUDY))
 """
 
