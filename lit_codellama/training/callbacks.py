@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_codellama.checkpoint import load_model, save_model
+from lit_codellama.checkpoint import OUR_WEIGHTS, load_model, save_model
 from lit_codellama.errors import LitCodeLlamaError
 from lit_codellama.files import atomic_path
 from lit_codellama.provenance import provenance
@@ -194,11 +194,20 @@ class ExportModel(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.save_checkpoint(self.checkpoint)
         if trainer.is_global_zero:
-            model = load_model(self.checkpoint)
-            tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-            if tokenizer is not None:  # before the weights, whose presence marks the export complete
-                self.model_dir.mkdir(parents=True, exist_ok=True)
-                with atomic_path(self.model_dir / "tokenizer.model") as tmp:
-                    shutil.copyfile(tokenizer.path, tmp)
-            save_model(model, self.model_dir)
+            self._export(self.checkpoint, trainer)
         trainer.strategy.barrier("export-model")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Resuming a run that had already finished trains nothing and skips `on_train_end`: if its export was cut
+        # short (the job killed while writing it), export the checkpoint it resumed from, which holds the end state.
+        if trainer.is_global_zero and trainer.ckpt_path and not (self.model_dir / OUR_WEIGHTS).is_file():
+            self._export(Path(trainer.ckpt_path), trainer)
+
+    def _export(self, checkpoint: Path, trainer: L.Trainer) -> None:
+        model = load_model(checkpoint)
+        tokenizer = getattr(trainer.datamodule, "tokenizer", None)
+        if tokenizer is not None:  # before the weights, whose presence marks the export complete
+            self.model_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.model_dir / "tokenizer.model") as tmp:
+                shutil.copyfile(tokenizer.path, tmp)
+        save_model(model, self.model_dir)

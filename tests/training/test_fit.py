@@ -237,6 +237,19 @@ def test_an_out_of_range_fit_value_is_one_error_line_naming_the_field(override, 
     assert not (tmp_path / "run" / "checkpoints").exists()  # refused before training
 
 
+def test_resuming_a_finished_run_whose_export_was_cut_short_exports_it(run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(run, run_dir, ignore=shutil.ignore_patterns("model"))  # killed while writing model/
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["trainer"]["default_root_dir"] = str(run_dir)
+    config["checkpoint"]["dirpath"] = None
+    train(config)  # resumes at the last step: nothing to train
+    exported, original = load_model(run_dir / "model"), load_model(run / "model")
+    for name, tensor in original.state_dict().items():
+        assert torch.equal(exported.state_dict()[name], tensor), name
+    assert (run_dir / "model" / "tokenizer.model").read_bytes() == (run / "model" / "tokenizer.model").read_bytes()
+
+
 @pytest.mark.parametrize("given", ["path", "last"])
 def test_a_torn_resume_checkpoint_is_one_error_line_naming_it(given, run, corpus_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
