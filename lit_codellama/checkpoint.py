@@ -17,11 +17,12 @@ from typing import Any
 import torch
 import yaml
 from huggingface_hub import save_torch_state_dict
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from lit_codellama.config import ModelConfig
 from lit_codellama.errors import CheckpointError
+from lit_codellama.files import atomic_path, write_text_atomic
 from lit_codellama.model import Llama
 from lit_codellama.tokenizer import Tokenizer
 
@@ -49,6 +50,15 @@ def _hf_qkv_names(i: int) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- config
 
+_HF_REQUIRED = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "vocab_size")
+
+
+def _read_hf_config(file: Path) -> dict[str, Any]:
+    try:
+        return json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{file} is not valid JSON ({error}); download or export it again") from None
+
 
 def config_from_hf(hf: dict[str, Any], source: Path) -> ModelConfig:
     """Our config from a Hugging Face `config.json`, reading RoPE's base wherever the file keeps it.
@@ -57,30 +67,44 @@ def config_from_hf(hf: dict[str, Any], source: Path) -> ModelConfig:
     `rope_parameters: {rope_theta: ...}`. Falling back to 1e4 when both are absent is only right for
     Llama 2 — a wrong base is a silent failure, so we never guess beyond that documented default.
     """
+    if not isinstance(hf, dict):
+        raise CheckpointError(f"{source}: expected a JSON object of config fields, got a {type(hf).__name__}")
+    missing = [name for name in _HF_REQUIRED if name not in hf]
+    if missing:
+        raise CheckpointError(f"{source}: lacks the field(s) {missing}; a Llama config.json has {list(_HF_REQUIRED)}")
+    for name in (*_HF_REQUIRED, "num_key_value_heads", "max_position_embeddings"):
+        value = hf.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise CheckpointError(f"{source}: {name} must be an integer >= 1, got {value!r}")
     if hf.get("model_type", "llama") != "llama":
         raise CheckpointError(f"{source}: model_type is {hf['model_type']!r}; only Llama/CodeLlama checkpoints load")
     if hf.get("hidden_act", "silu") != "silu" or hf.get("attention_bias") or hf.get("mlp_bias"):
         raise CheckpointError(f"{source}: hidden_act/attention_bias/mlp_bias differ from Llama 2's; cannot load")
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    if not isinstance(rope, dict):
+        raise CheckpointError(f"{source}: rope_parameters/rope_scaling must be an object, got {rope!r}")
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if rope_type not in ("default", "linear"):
         raise CheckpointError(f"{source}: rope type {rope_type!r} is not supported (only default and linear)")
     n_head = hf["num_attention_heads"]
     if "head_dim" in hf and hf["head_dim"] not in (None, hf["hidden_size"] // n_head):
         raise CheckpointError(f"{source}: head_dim={hf['head_dim']} differs from hidden_size/num_attention_heads")
-    return ModelConfig(
-        name=hf.get("_name_or_path") or source.parent.name,
-        block_size=hf.get("max_position_embeddings", 4096),
-        vocab_size=hf["vocab_size"],
-        n_layer=hf["num_hidden_layers"],
-        n_head=n_head,
-        n_kv_head=hf.get("num_key_value_heads") or n_head,
-        n_embd=hf["hidden_size"],
-        intermediate_size=hf["intermediate_size"],
-        rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
-        rope_scaling=float(rope.get("factor", 1.0)) if rope_type == "linear" else 1.0,
-        norm_eps=hf.get("rms_norm_eps", 1e-5),
-    )
+    try:
+        return ModelConfig(
+            name=hf.get("_name_or_path") or source.parent.name,
+            block_size=hf.get("max_position_embeddings", 4096),
+            vocab_size=hf["vocab_size"],
+            n_layer=hf["num_hidden_layers"],
+            n_head=n_head,
+            n_kv_head=hf.get("num_key_value_heads") or n_head,
+            n_embd=hf["hidden_size"],
+            intermediate_size=hf["intermediate_size"],
+            rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0))),
+            rope_scaling=float(rope.get("factor", 1.0)) if rope_type == "linear" else 1.0,
+            norm_eps=hf.get("rms_norm_eps", 1e-5),
+        )
+    except (TypeError, ValueError) as error:  # e.g. a RoPE base given as text: name the file
+        raise CheckpointError(f"{source}: {error}") from None
 
 
 def config_to_hf(config: ModelConfig, dtype: torch.dtype) -> dict[str, Any]:
@@ -129,6 +153,19 @@ def hf_to_ours(hf_state: dict[str, torch.Tensor], config: ModelConfig) -> dict[s
     return state
 
 
+def _check_hf_names(hf_state: dict[str, torch.Tensor], config: ModelConfig, source: Path) -> None:
+    per_layer = [name for name in _HF_TO_OURS if "{i}" in name]
+    expected = ["model.embed_tokens.weight", "model.norm.weight"] + [
+        name for i in range(config.n_layer) for name in [*(n.format(i=i) for n in per_layer), *_hf_qkv_names(i)]
+    ]
+    missing = [name for name in expected if name not in hf_state]
+    if missing:
+        raise CheckpointError(
+            f"{source}: num_hidden_layers={config.n_layer}, but the weights lack {len(missing)} tensor(s) it implies "
+            f"(first: {missing[0]}); the config does not belong to these weights"
+        )
+
+
 def ours_to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     c = config
     qkv_sizes = (c.n_head * c.head_size, c.n_kv_head * c.head_size, c.n_kv_head * c.head_size)
@@ -143,9 +180,22 @@ def ours_to_hf(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str,
     return hf
 
 
+def check_safetensors(file: Path) -> None:
+    """Raise unless `file` is a complete safetensors file: its header parses and covers the whole file."""
+    try:
+        with safe_open(file, framework="pt"):
+            pass
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(
+            f"{file} is not a readable safetensors file ({error}); it is truncated or corrupt: export or download "
+            "it again"
+        ) from None
+
+
 def _read_safetensors(files: list[Path]) -> dict[str, torch.Tensor]:
     state = {}
     for file in files:
+        check_safetensors(file)
         with safe_open(file, framework="pt") as f:
             state.update({name: f.get_tensor(name) for name in f.keys()})
     return state
@@ -171,16 +221,29 @@ def _read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
         return _read_safetensors(files)
     state = {}
     for file in files:
-        state.update(torch.load(file, map_location="cpu", weights_only=True))
+        state.update(_torch_load(file, weights_only=True))
     return state
 
 
 _WRAPPER_PREFIX = re.compile(r"^(?:_forward_module\.|module\.)*model\.")
 
 
+def _torch_load(file: Path, weights_only: bool) -> Any:
+    try:
+        return torch.load(file, map_location="cpu", weights_only=weights_only)
+    except Exception as error:  # torch.load fails in many ways (EOFError, RuntimeError, UnpicklingError...)
+        reason = next(iter(str(error).splitlines()), "")
+        raise CheckpointError(
+            f"{file} is not a readable torch checkpoint ({type(error).__name__}: {reason}); it is truncated or "
+            "corrupt: pass another one (e.g. the run's last.ckpt or model/ directory) or download it again"
+        ) from None
+
+
 def _read_lightning_checkpoint(file: Path) -> tuple[dict[str, torch.Tensor], ModelConfig]:
     # Lightning checkpoints hold more than tensors (loops, callbacks); they are the user's own files.
-    ckpt = torch.load(file, map_location="cpu", weights_only=False)
+    ckpt = _torch_load(file, weights_only=False)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(f"{file}: not a Lightning checkpoint (no state_dict); pass one written by `fit`")
     config = (ckpt.get("hyper_parameters") or {}).get("model_config")
     if config is None:
         raise CheckpointError(f"{file}: no hyper_parameters['model_config']; was it written by lit_codellama's trainer?")
@@ -211,8 +274,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelCon
             raise CheckpointError(f"{path} has {OUR_CONFIG} but no {OUR_WEIGHTS}")
         return _read_safetensors([path / OUR_WEIGHTS]), ModelConfig.from_file(path / OUR_CONFIG)
     if (path / "config.json").is_file():
-        config = config_from_hf(json.loads((path / "config.json").read_text()), path / "config.json")
-        return hf_to_ours(_read_hf_weights(path), config), config
+        config = config_from_hf(_read_hf_config(path / "config.json"), path / "config.json")
+        hf_state = _read_hf_weights(path)
+        _check_hf_names(hf_state, config, path / "config.json")
+        return hf_to_ours(hf_state, config), config
     if (path / "latest").is_file() or (path / "checkpoint").is_dir():
         return _consolidate_deepspeed(path)
     raise CheckpointError(
@@ -305,15 +370,19 @@ def load_for_inference(
 
 def save_model(model: Llama, path: str | Path, hf_format: bool = False, max_shard_size: int | str = "5GB") -> None:
     """Write `model` to directory `path`: our format, or Hugging Face's weights and config.json (opens with
-    transformers), as model.safetensors or, above `max_shard_size`, shards listed in model.safetensors.index.json."""
+    transformers), as model.safetensors or, above `max_shard_size`, shards listed in model.safetensors.index.json.
+
+    Our format is written atomically, file by file, the weights last, so an interrupted save never leaves weights
+    that look complete."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     if hf_format:
         dtype = model.output.weight.dtype
-        (path / "config.json").write_text(json.dumps(config_to_hf(model.config, dtype), indent=2))
+        write_text_atomic(path / "config.json", json.dumps(config_to_hf(model.config, dtype), indent=2))
         hf_state = ours_to_hf(state, model.config)
         save_torch_state_dict(hf_state, path, max_shard_size=max_shard_size, metadata={"format": "pt"})
     else:
         model.config.save(path / OUR_CONFIG)
-        save_file(state, path / OUR_WEIGHTS, metadata={"format": "pt"})
+        with atomic_path(path / OUR_WEIGHTS) as tmp:
+            save_file(state, tmp, metadata={"format": "pt"})

@@ -18,6 +18,7 @@ COMMANDS = {
     "tokenizer": ("lit_codellama.tokenizer", "train or inspect a sentencepiece tokenizer"),
     "convert": ("lit_codellama.convert", "convert a checkpoint to our format or to a Hugging Face directory"),
     "self-instruct": ("lit_codellama.instruct.self_instruct", "self-instruct data with execution feedback"),
+    "study": ("lit_codellama.studies.cli", "run an ablation study: a name in ./ablations/ or a study script's path"),
 }
 
 USAGE = "usage: python -m lit_codellama <command> [options]\n\ncommands:\n" + "\n".join(

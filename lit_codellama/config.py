@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from lit_codellama.errors import ConfigError
+from lit_codellama.files import write_text_atomic
 
 
 @dataclass
@@ -32,16 +33,32 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
+        self._check_types()
         checks = {
             "n_embd must be divisible by n_head": self.n_embd % self.n_head == 0,
             "n_head must be divisible by n_kv_head": self.n_head % self.n_kv_head == 0,
             "head size (n_embd / n_head) must be even for rotary embeddings": (self.n_embd // self.n_head) % 2 == 0,
-            "rope_theta must be positive": self.rope_theta > 0,
             "rope_scaling must be >= 1 (it divides positions)": self.rope_scaling >= 1,
         }
         for message, ok in checks.items():
             if not ok:
                 raise ConfigError(f"model config {self.name!r}: {message} (got {self.to_dict()})")
+
+    def _check_types(self) -> None:
+        """Every size a positive integer and every RoPE/norm constant a positive number, before any arithmetic."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "name":
+                ok, expected = isinstance(value, str), "a string"
+            elif f.type.startswith("int"):
+                ok, expected = isinstance(value, int) and not isinstance(value, bool) and value >= 1, "an integer >= 1"
+            else:
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                ok, expected = number and value > 0, "a number > 0"
+            if not ok:
+                text_number = isinstance(value, str) and "number" in expected
+                hint = " (YAML reads 1e6 as text: write 1.0e+6)" if text_number else ""
+                raise ConfigError(f"model config {self.name!r}: {f.name} must be {expected}, got {value!r}{hint}")
 
     @property
     def head_size(self) -> int:
@@ -74,7 +91,10 @@ class ModelConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"model config file {path} does not exist")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {error}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of model config fields, got {type(values).__name__}")
         if "preset" in values:  # `preset: cl-10m` plus overrides
@@ -82,7 +102,7 @@ class ModelConfig:
         return cls.from_dict({**values, **overrides}, source=str(path))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 def resolve_model_config(spec: str | dict[str, Any], **overrides: Any) -> ModelConfig:

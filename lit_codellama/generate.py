@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from lit_codellama.arguments import ArgumentParser, fraction, non_negative_float, positive_int
 from lit_codellama.checkpoint import load_for_inference
 from lit_codellama.fim import infilling_prompt
 from lit_codellama.model import Llama
@@ -189,9 +190,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int) ->
     parser.add_argument(
         "--dtype", choices=DTYPES, help="weights and activations (default: float32 on CPU, bfloat16 on GPUs with it)"
     )
-    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 means greedy")
-    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=max_new_tokens)
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 means greedy")
+    parser.add_argument("--top-p", type=fraction, default=0.95)
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -214,7 +215,7 @@ def load_from_args(args: argparse.Namespace) -> tuple[Llama, Tokenizer]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m lit_codellama generate",
         description="Generate from a checkpoint: a left-to-right completion of --prompt, or the middle between --prefix and --suffix.",
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from lit_codellama.data.archives import unpacked
 from lit_codellama.data.corpus import build_corpus, default_corpus_dir, load_corpus
-from lit_codellama.data.recipe import RECIPE_DIR, load_recipe
+from lit_codellama.data.recipe import builtin_recipes, load_recipe
 from lit_codellama.errors import LitCodeLlamaError
 from lit_codellama.tokenizer import TokenizerError
 
@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         help="build a corpus (documents, tokenizer, tokenized shards, manifest, report) from a recipe",
         description="Build a corpus; building the same recipe into the same --out again is a cache hit.",
     )
-    recipes = ", ".join(sorted(p.stem for p in RECIPE_DIR.glob("*.yaml")))
+    recipes = ", ".join(sorted(builtin_recipes()))
     build.add_argument("--recipe", default="default", help=f"a recipe YAML, or a built-in name ({recipes})")
     build.add_argument(
         "--out",

@@ -20,7 +20,9 @@ import yaml
 
 from lit_codellama.errors import ConfigError, LitCodeLlamaError
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "data"
+# Built-in recipes, by name: those of the checkout you run from (./configs/data), else those beside the package's
+# source (an editable install). Any other recipe is a YAML path, relative to the current directory.
+RECIPE_DIRS = (Path("configs", "data"), Path(__file__).resolve().parents[2] / "configs" / "data")
 ARCHIVES = "{archives}"
 # Bump when the build's output changes for the same recipe, so old cached corpora are rebuilt.
 BUILD_VERSION = 2  # 2: the report has the corpus's sha256
@@ -180,14 +182,21 @@ class Recipe:
         return Recipe.from_dict({**self.to_dict(), **overrides}, f"recipe {self.name!r}")
 
 
+def builtin_recipes() -> dict[str, Path]:
+    """Name -> YAML file of every built-in recipe (`default`, `code`, `python`, ...); the first directory wins."""
+    return {p.stem: p for directory in reversed(RECIPE_DIRS) for p in sorted(directory.glob("*.yaml"))}
+
+
 def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
-    """A recipe from a YAML file, or by name from `configs/data/` (e.g. `default`, `code`, `python`)."""
+    """A recipe from a YAML file, or a built-in one by name (e.g. `default`, `code`, `python`)."""
     path = Path(name_or_path)
     if not path.is_file():
-        path = RECIPE_DIR / f"{name_or_path}.yaml"
+        path = builtin_recipes().get(str(name_or_path), path)
     if not path.is_file():
-        known = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
-        raise ConfigError(f"recipe {name_or_path!r} is neither a YAML file nor one of the built-in recipes {known}")
+        raise ConfigError(
+            f"recipe {name_or_path!r} is neither a YAML file nor one of the built-in recipes "
+            f"{sorted(builtin_recipes())} (a relative path starts at the current directory, {Path.cwd()})"
+        )
     values = yaml.safe_load(path.read_text())
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping with `name` and `sources`, got {type(values).__name__}")

@@ -17,48 +17,54 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lit_codellama.arguments import (
+    ArgumentParser,
+    Number,
+    comma_list,
+    fraction,
+    non_negative_float,
+    output_dir,
+    positive_float,
+    positive_int,
+)
 from lit_codellama.errors import LitCodeLlamaError
 from lit_codellama.evaluation.data import EvalInputError
 from lit_codellama.evaluation.sandbox import WEAK_ENV_VAR, Sandbox
+from lit_codellama.files import write_text_atomic
 
 CODE_TASKS = ("humaneval", "mbpp", "multipl-e", "infilling")
 TASKS = (*CODE_TASKS, "perplexity", "long-context", "key-retrieval")
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",")]
-
-
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",")]
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m lit_codellama eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK")
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out", type=Path, required=True, help="directory for summary.json and results.jsonl")
+    common.add_argument("--out", type=output_dir, required=True, help="directory for summary.json and results.jsonl")
     common.add_argument("--checkpoint", type=Path, help="HF directory, our model directory, or a Lightning .ckpt")
     common.add_argument("--tokenizer", type=Path, help="sentencepiece model (default: CKPT's tokenizer.model)")
     common.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    common.add_argument("--batch-size", type=int, default=8)
-    common.add_argument("--rope-theta", type=float, help="override RoPE's base at inference (e.g. 1e6)")
-    common.add_argument("--rope-scaling", type=float, help="override linear position interpolation at inference")
+    common.add_argument("--batch-size", type=positive_int, default=8)
+    common.add_argument("--rope-theta", type=positive_float, help="override RoPE's base at inference (e.g. 1e6)")
+    common.add_argument("--rope-scaling", type=Number(float, 1),
+                        help="override linear position interpolation at inference")
     common.add_argument("--seed", type=int, default=0)
 
     code = argparse.ArgumentParser(add_help=False)
     code.add_argument("--completions", type=Path, help="score these completions instead of generating")
-    code.add_argument("--n-samples", type=int, default=1, help="samples per problem (pass@k needs k <= n)")
-    code.add_argument("--temperature", type=float, default=0.0, help="0 means greedy")
-    code.add_argument("--top-p", type=float, default=0.95)
-    code.add_argument("--max-new-tokens", type=int, default=512)
-    code.add_argument("--k", type=_ints, default=[1, 10, 100], help="comma-separated k for pass@k (default 1,10,100)")
-    code.add_argument("--limit", type=int, help="only the first N problems")
-    code.add_argument("--timeout", type=float, help="seconds of wall clock and CPU per program (default per language)")
-    code.add_argument("--workers", type=int, help="programs run in parallel (default: number of cores)")
+    code.add_argument("--n-samples", type=positive_int, default=1, help="samples per problem (pass@k needs k <= n)")
+    code.add_argument("--temperature", type=non_negative_float, default=0.0, help="0 means greedy")
+    code.add_argument("--top-p", type=fraction, default=0.95)
+    code.add_argument("--max-new-tokens", type=positive_int, default=512)
+    code.add_argument("--k", type=comma_list(positive_int), default=[1, 10, 100],
+                      help="comma-separated k for pass@k (default 1,10,100)")
+    code.add_argument("--limit", type=positive_int, help="only the first N problems")
+    code.add_argument("--timeout", type=positive_float,
+                      help="seconds of wall clock and CPU per program (default per language)")
+    code.add_argument("--workers", type=positive_int, help="programs run in parallel (default: number of cores)")
     code.add_argument("--allow-weak-sandbox", action="store_true",
                       help=f"without bubblewrap, run untrusted code with rlimits only (also needs {WEAK_ENV_VAR}=1)")
 
@@ -81,17 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     texts = argparse.ArgumentParser(add_help=False)
     texts.add_argument("--data", nargs="+", required=True, help="held-out text files or glob patterns")
-    texts.add_argument("--stride", type=int, help="window stride in tokens (default: non-overlapping windows)")
+    texts.add_argument("--stride", type=positive_int, help="window stride in tokens (default: non-overlapping windows)")
     ppl = tasks.add_parser("perplexity", parents=[common, texts], help="loss, perplexity, bits per byte")
-    ppl.add_argument("--context-length", type=int, help="window length (default: the model's block_size)")
+    ppl.add_argument("--context-length", type=positive_int, help="window length (default: the model's block_size)")
     long = tasks.add_parser("long-context", parents=[common, texts], help="perplexity by context length")
-    long.add_argument("--lengths", type=_ints, required=True, help="comma-separated context lengths in tokens")
+    long.add_argument("--lengths", type=comma_list(positive_int), required=True,
+                      help="comma-separated context lengths in tokens")
     for p in (ppl, long):
         p.set_defaults(batch_size=1)
     keys = tasks.add_parser("key-retrieval", parents=[common], help="the paper's synthetic key retrieval")
-    keys.add_argument("--lengths", type=_ints, required=True, help="comma-separated prompt lengths in tokens")
-    keys.add_argument("--positions", type=_floats, default=[0.0, 0.2, 0.4], help="relative key positions")
-    keys.add_argument("--n-per-cell", type=int, default=16)
+    keys.add_argument("--lengths", type=comma_list(positive_int), required=True,
+                      help="comma-separated prompt lengths in tokens")
+    keys.add_argument("--positions", type=comma_list(fraction), default=[0.0, 0.2, 0.4], help="relative key positions")
+    keys.add_argument("--n-per-cell", type=positive_int, default=16)
     keys.add_argument("--filler", nargs="+", help="code files or globs for the filler (default: Python's stdlib)")
     keys.set_defaults(batch_size=1)
     return parser
@@ -194,7 +202,7 @@ def _likelihood_task(args: argparse.Namespace) -> dict[str, Any]:
 
 def _write_summary(out: Path, summary: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,6 @@ import pandas as pd
 
 from lit_codellama.studies.analysis import StudyResults
 from lit_codellama.studies.evaluations import unit_of
-from lit_codellama.studies.runner import REPO_ROOT
 from lit_codellama.studies.stats import t_interval
 
 RANGES = {"fraction": (0.0, 1.0), "nats/token": (0.0, math.inf), "bits/char": (0.0, math.inf),
@@ -31,10 +30,10 @@ def open_results(results_dir: str | Path) -> StudyResults:
 
 
 def repository_root() -> Path:
-    """The nearest directory, from the working directory up, that holds `notebooks/` and `ablations/`; else the
-    checkout this package runs from."""
+    """The nearest directory, from the working directory up, that holds `notebooks/` and `ablations/` (a checkout);
+    else the working directory itself (not the package's location: it may be installed, or another checkout)."""
     cwd = Path.cwd().resolve()
-    return next((d for d in (cwd, *cwd.parents) if (d / "notebooks").is_dir() and (d / "ablations").is_dir()), REPO_ROOT)
+    return next((d for d in (cwd, *cwd.parents) if (d / "notebooks").is_dir() and (d / "ablations").is_dir()), cwd)
 
 
 def metric_range(metric: str, difference: bool = False) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """Run a study: train and evaluate every arm x seed with the library's own code, resumably.
 
-Layout of a study's results directory (default `ablations/results/<study>/`):
+Layout of a study's results directory (default `ablations/results/<study>/` under the current directory):
 
     study.json                     what ran: preset, seeds, arms (labels, order, precision, corpus), evaluations,
                                    provenance (git commit, library versions, machine), wall time, and each
@@ -16,8 +16,11 @@ Layout of a study's results directory (default `ablations/results/<study>/`):
         eval/                      per-sample evaluation outputs
         metrics.json               the run's measurements; its presence marks the run finished
         run.log                    log records of the run
+    .lock, .lock.holder            held while a study runs here (which process), so that two never run at once
 
 A finished run is skipped when the study is run again; an interrupted one resumes training from its last checkpoint.
+Every file is written atomically (a temporary name, then a rename); weights that do not read back are retrained.
+Relative paths in a preset (training configs, recipes) resolve against the current directory, as for `fit`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import shutil
 import time
 from contextlib import contextmanager
@@ -35,18 +39,21 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from lit_codellama.checkpoint import OUR_CONFIG
+from lit_codellama.arguments import check_output_dir
+from lit_codellama.checkpoint import OUR_CONFIG, OUR_WEIGHTS, check_safetensors
 from lit_codellama.config import ModelConfig, set_dotted
-from lit_codellama.errors import ConfigError
+from lit_codellama.errors import CheckpointError, ConfigError
+from lit_codellama.files import atomic_path, write_text_atomic
 from lit_codellama.precision import AUTO, precision_record
 from lit_codellama.progress import progress_bar
 from lit_codellama.provenance import provenance
 from lit_codellama.studies.stats import RUN_COLUMNS, assess_claims, format_claims, format_summary, summarize
 from lit_codellama.studies.study import Arm, Preset, Run, Study
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = Path("ablations", "results")  # the default parent of a study's results, under the current directory
 CONFIDENCE = 0.95  # of the summary's intervals
 
 
@@ -63,7 +70,7 @@ class Plan:
     @classmethod
     def make(cls, study: Study, preset: str | None = None, seeds: int | None = None, out: str | Path | None = None):
         preset = preset or study.default_preset
-        out = Path(out) if out is not None else REPO_ROOT / "ablations" / "results" / study.name
+        out = check_output_dir(Path(out) if out is not None else RESULTS_DIR / study.name).absolute()
         return cls(study, preset, study.preset(preset), study.runs(preset, seeds), out)
 
     def run_dir(self, run: Run) -> Path:
@@ -81,7 +88,7 @@ class Plan:
             "rope": dict(arm.rope) if arm.rope else None,
         }
         if arm.train:
-            config = self.preset.train_config(run.arm, REPO_ROOT)
+            config = self.preset.train_config(run.arm)
             set_dotted(config, "seed_everything", run.seed)
             set_dotted(config, "data.seed", run.seed)
             for key, value in arm.overrides.items():
@@ -132,6 +139,11 @@ def execute(plan: Plan, progress: bool = True) -> pd.DataFrame:
     live bar per run on a terminal (training steps, then each evaluation); a line per finished run either way."""
     start = time.monotonic()
     plan.out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(plan.out):
+        return _execute(plan, start, progress)
+
+
+def _execute(plan: Plan, start: float, progress: bool) -> pd.DataFrame:
     pending = pending_runs(plan)
     print(f"{plan.study.name} ({plan.preset_name}): {len(plan.runs)} runs, {len(pending)} to do, results in {plan.out}")
     _build_corpora(plan, pending)  # now, so that the build's own progress comes before the runs' lines
@@ -141,10 +153,12 @@ def execute(plan: Plan, progress: bool = True) -> pd.DataFrame:
             timings = execute_run(plan, run, bar)
         total, train_s = sum(timings.values()), timings.get("train_s", 0.0)
         print(f"{name} ... {total:.0f} s (training {train_s:.0f} s, evaluation {total - train_s:.0f} s)", flush=True)
-    collect(plan).to_csv(plan.out / "runs.csv", index=False)
+    with atomic_path(plan.out / "runs.csv") as tmp:
+        collect(plan).to_csv(tmp, index=False)
     table = pd.read_csv(plan.out / "runs.csv")  # what the claims recompute from
     summary = summarize(table, CONFIDENCE)
-    labelled(plan, summary).to_csv(plan.out / "summary.csv", index=False)
+    with atomic_path(plan.out / "summary.csv") as tmp:
+        labelled(plan, summary).to_csv(tmp, index=False)
     claims = assess_claims(table, plan.preset.claims)
     _write_study_json(plan, wall_s=time.monotonic() - start, ran=len(pending), claims=claims)
     print(f"\n{plan.study.question}\n")
@@ -185,13 +199,14 @@ def execute_run(plan: Plan, run: Run, bar: tqdm | None = None) -> dict[str, floa
 
     run_dir = plan.run_dir(run)
     arm: Arm = plan.preset.arms[run.arm]
-    needs_training = arm.train and not (plan.model_dir(run) / "model.safetensors").is_file()
-    if needs_training and not any(run_dir.glob("checkpoints/*.ckpt")):
+    weights = plan.model_dir(run) / OUR_WEIGHTS
+    needs_training = arm.train and not _readable(weights)
+    if needs_training and (weights.exists() or not any(run_dir.glob("checkpoints/*.ckpt"))):
         # Nothing to resume: logs left here (a crash before the first checkpoint, or results copied from elsewhere)
-        # would mix with the new run's.
+        # would mix with the new run's. Torn weights (an export cut short) make the whole run suspect.
         shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "arm.yaml").write_text(yaml.safe_dump(_plain(plan.definition(run)), sort_keys=False))
+    write_text_atomic(run_dir / "arm.yaml", yaml.safe_dump(_plain(plan.definition(run)), sort_keys=False))
     timings: dict[str, float] = {}
     if bar is not None:
         bar.reset(total=len(plan.preset.evaluations))  # training adds its steps when it starts
@@ -204,9 +219,7 @@ def execute_run(plan: Plan, run: Run, bar: tqdm | None = None) -> dict[str, floa
             plan.model_dir(run), arm.rope, plan.data_config(run), plan.preset.evaluations, run_dir / "eval", bar
         )
     result = {"arm": run.arm, "seed": run.seed, "measurements": measurements, "timings": {**timings, **eval_timings}}
-    tmp = run_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(run_dir / "metrics.json")  # atomic: a crash never leaves a half-written "finished" marker
+    write_text_atomic(run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")  # the "finished" marker
     return result["timings"]
 
 
@@ -218,6 +231,35 @@ def _build_corpora(plan: Plan, runs: list[Run]) -> None:
     for config in configs.values():
         if "class_path" not in config:  # another data module builds its own data
             CodeDataModule(**config).corpus  # noqa: B018
+
+
+def _readable(weights: Path) -> bool:
+    try:
+        check_safetensors(weights)
+    except CheckpointError:
+        return False
+    return True
+
+
+@contextmanager
+def _exclusive(out: Path):
+    """One study at a time in a results directory: two would train the same runs at once and tear each other's
+    files. The lock is the operating system's (released when its process dies); `.lock.holder` says who holds it."""
+    lock, holder = FileLock(out / ".lock"), out / ".lock.holder"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        who = holder.read_text().strip() if holder.is_file() else "another process"
+        raise ConfigError(
+            f"{out} is in use by another study ({who}); wait for it to finish, or pass another --out"
+        ) from None
+    try:
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_text_atomic(holder, f"pid {os.getpid()} on {platform.node()}, since {started}\n")
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
 
 
 def collect(plan: Plan) -> pd.DataFrame:
@@ -301,7 +343,7 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -
     }
     info["machine"]["load_average_at_finish"] = [round(x, 2) for x in os.getloadavg()]
     info["machine"]["precision_auto"] = precision_record(AUTO, "auto")  # what `precision: auto` resolves to here
-    (plan.out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_text_atomic(plan.out / "study.json", json.dumps(info, indent=2) + "\n")
 
 
 def _largest_document_share(plan: Plan) -> float | None:

@@ -15,7 +15,6 @@ import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lit_codellama.config import load_yaml
@@ -31,8 +30,8 @@ class Arm:
 
     overrides: dotted keys into the training config, e.g. `{"data.fim_rate": 0.5}` or
         `{"model.model_config.rope_theta": 1e6}`.
-    config: the training config this arm starts from instead of the preset's (a dict or a YAML path relative to
-        the repository root), e.g. a later stage such as `configs/train/lcft-7b.yaml`.
+    config: the training config this arm starts from instead of the preset's (a dict or a YAML path, relative to
+        the current directory like `fit --config`), e.g. a later stage such as `configs/train/lcft-7b.yaml`.
     init_from: another arm whose final weights (same seed) this arm starts from, e.g. long-context fine-tuning
         from a pretrained arm; the runner sets `model.init_checkpoint`.
     train: False evaluates `init_from`'s weights as they are (with `rope` applied), without training.
@@ -81,8 +80,9 @@ class Claim:
 class Preset:
     """A study at one scale.
 
-    train: the base training config (LightningCLI layout: `model`, `data`, `trainer`, ...) or a YAML path relative
-        to the repository root. evaluations: evaluation name (see `studies.evaluations.EVALUATIONS`) -> settings.
+    train: the base training config (LightningCLI layout: `model`, `data`, `trainer`, ...) or a YAML path (relative
+        to the current directory, like `fit --config`).
+    evaluations: evaluation name (see `studies.evaluations.EVALUATIONS`) -> settings.
     notes: why these sizes (model, steps, subsets) and what the preset costs.
     """
 
@@ -93,13 +93,13 @@ class Preset:
     notes: str = ""
     claims: tuple[Claim, ...] = ()
 
-    def train_config(self, arm: str, root: Path) -> dict[str, Any]:
+    def train_config(self, arm: str) -> dict[str, Any]:
         """A fresh copy of the training config `arm` starts from (its own, or the preset's), before overrides."""
         spec = self.arms[arm].config if self.arms[arm].config is not None else self.train
         if isinstance(spec, Mapping):
             return copy.deepcopy(dict(spec))
         try:
-            return load_yaml(root / spec)
+            return load_yaml(spec)
         except ConfigError as error:
             raise ConfigError(f"arm {arm!r}: training {error}") from None
 

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -20,8 +21,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ThroughputMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_codellama.checkpoint import load_model, save_model
+from lit_codellama.checkpoint import OUR_WEIGHTS, load_model, save_model
 from lit_codellama.errors import LitCodeLlamaError
+from lit_codellama.files import atomic_path
 from lit_codellama.provenance import provenance
 
 
@@ -88,12 +90,15 @@ class StopOnNonFiniteLoss(L.Callback):
         )
 
 
-class SigtermCheckpoint(L.Callback):
-    """Save `<dirpath>/last.ckpt` when the job is told to stop (SLURM preemption, `kill`); `--ckpt_path last`
-    resumes from it.
+SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 
-    Lightning turns SIGTERM into `SIGTERMException` at the end of the current step, so the state is consistent.
-    Other exceptions (a NaN loss, a bug) save nothing, so the newest checkpoint stays the last good one.
+
+class SigtermCheckpoint(L.Callback):
+    """Save `<dirpath>/last.ckpt` when the job is told to stop (SLURM preemption, `kill`), then exit with status
+    143, not Lightning's 0, so that a scheduler or script sees an unfinished run; `--ckpt_path last` resumes.
+
+    Lightning turns SIGTERM into `SIGTERMException` (a `SystemExit`) at the end of the current step, so the state is
+    consistent. Other exceptions (a NaN loss, a bug) save nothing, so the newest checkpoint stays the last good one.
     """
 
     def __init__(self, dirpath: str | Path) -> None:
@@ -103,6 +108,9 @@ class SigtermCheckpoint(L.Callback):
         if isinstance(exception, SIGTERMException):
             trainer.strategy.remove_checkpoint(self.path)  # may link to a periodic checkpoint (save_last="link")
             trainer.save_checkpoint(self.path)
+            exception.code = SIGTERM_EXIT_STATUS  # Lightning re-raises this very exception
+            if trainer.is_global_zero:
+                print(f"stopped by SIGTERM after step {trainer.global_step}; saved {self.path}", file=sys.stderr)
 
 
 class RNGState(L.Callback):
@@ -186,8 +194,20 @@ class ExportModel(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.save_checkpoint(self.checkpoint)
         if trainer.is_global_zero:
-            save_model(load_model(self.checkpoint), self.model_dir)
-            tokenizer = getattr(trainer.datamodule, "tokenizer", None)
-            if tokenizer is not None:
-                shutil.copyfile(tokenizer.path, self.model_dir / "tokenizer.model")
+            self._export(self.checkpoint, trainer)
         trainer.strategy.barrier("export-model")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Resuming a run that had already finished trains nothing and skips `on_train_end`: if its export was cut
+        # short (the job killed while writing it), export the checkpoint it resumed from, which holds the end state.
+        if trainer.is_global_zero and trainer.ckpt_path and not (self.model_dir / OUR_WEIGHTS).is_file():
+            self._export(Path(trainer.ckpt_path), trainer)
+
+    def _export(self, checkpoint: Path, trainer: L.Trainer) -> None:
+        model = load_model(checkpoint)
+        tokenizer = getattr(trainer.datamodule, "tokenizer", None)
+        if tokenizer is not None:  # before the weights, whose presence marks the export complete
+            self.model_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.model_dir / "tokenizer.model") as tmp:
+                shutil.copyfile(tokenizer.path, tmp)
+        save_model(model, self.model_dir)

@@ -11,7 +11,8 @@ directory (`trainer.default_root_dir`) ends up holding:
                      final.ckpt
     model/           the final weights: model_config.yaml, model.safetensors, the data's tokenizer.model
 
-Resume an interrupted run with `--ckpt_path last` (`train` does so by default). The data section configures a
+Resume an interrupted run with `--ckpt_path last` (`train` does so by default); a run stopped by SIGTERM exits with
+status 143 and prints that command. The data section configures a
 `CodeDataModule` unless it names another class (a subclass exposing `.tokenizer`), e.g. instruction tuning's
 `data: {class_path: lit_codellama.instruct.InstructDataModule, init_args: {...}}`.
 """
@@ -21,6 +22,9 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import shlex
+import sys
+import zipfile
 from argparse import ArgumentError
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,13 +40,15 @@ from lightning.pytorch.callbacks.progress.rich_progress import (
 from lightning.pytorch.cli import LightningCLI
 from lightning.fabric.connector import _PRECISION_INPUT
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_codellama.config import load_yaml, set_dotted
 from lit_codellama.data import CodeDataModule
-from lit_codellama.errors import ConfigError
+from lit_codellama.errors import CheckpointError, ConfigError, LitCodeLlamaError
 from lit_codellama.precision import precision_record
 from lit_codellama.training.callbacks import (
     ExportModel,
+    SIGTERM_EXIT_STATUS,
     RNGState,
     RunMetadata,
     SigtermCheckpoint,
@@ -90,6 +96,18 @@ class CodeLlamaCLI(LightningCLI):
         except ArgumentError as error:
             raise ConfigError(self._explain(str(error))) from None
 
+    def instantiate_classes(self) -> None:
+        # jsonargparse wraps an error raised by a class's __init__ (a ConfigError naming the field) in its own.
+        try:
+            super().instantiate_classes()
+        except Exception as error:
+            cause = error
+            while cause is not None and not isinstance(cause, LitCodeLlamaError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+
     def _explain(self, error: str) -> str:
         """For an unknown key (in YAML or on the command line): the closest valid ones and every valid key of its
         section. Else jsonargparse's text."""
@@ -132,6 +150,18 @@ class CodeLlamaCLI(LightningCLI):
             "data", "model.vocab_size", compute_fn=lambda data: data.tokenizer.vocab_size, apply_on="instantiate"
         )
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads an explicit --ckpt_path here, before anything is built: a torn file would be a traceback.
+        if self.config.get("subcommand"):
+            _check_resume_checkpoint(self.config[self.config.subcommand].get("ckpt_path"))
+        super()._parse_ckpt_path()
+
+    def before_fit(self) -> None:
+        if self._get(self.config, "ckpt_path") == "last":
+            _check_resume_checkpoint(Path(self.trainer.checkpoint_callback.dirpath) / "last.ckpt")
+
+    before_validate = before_fit
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if self.subcommand != "fit":
             self.save_config_callback = None  # `validate` of a checkpoint keeps its training run's config.yaml
@@ -158,6 +188,15 @@ class CodeLlamaCLI(LightningCLI):
             # Rich's default ".3f" shows a 3e-4 learning rate as 0.000.
             kwargs["callbacks"].append(RichProgressBar(theme=RichProgressBarTheme(metrics_format=".3g")))
         return super().instantiate_trainer(**kwargs)
+
+
+def _check_resume_checkpoint(path: str | Path | None) -> None:
+    """Refuse, in one line, a checkpoint file that is not complete (torch writes a zip whose index comes last)."""
+    if path is not None and Path(path).is_file() and not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"--ckpt_path: {path} is truncated or corrupt; resume from an earlier checkpoint "
+            f"(--ckpt_path {Path(path).parent}/step=N.ckpt) or move it away"
+        )
 
 
 def train(
@@ -188,5 +227,16 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    CodeLlamaCLI(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        CodeLlamaCLI(argv)
+    except SIGTERMException as stop:
+        print(f"resume with: {resume_command(argv)}", file=sys.stderr)
+        return stop.code or SIGTERM_EXIT_STATUS
     return 0
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line `argv` (`fit ...`) continued from the newest checkpoint (a later option wins)."""
+    resumes = " ".join(argv[-2:]) == "--ckpt_path last" or argv[-1:] == ["--ckpt_path=last"]
+    return shlex.join(["python", "-m", "lit_codellama", *argv, *([] if resumes else ["--ckpt_path", "last"])])

@@ -60,9 +60,20 @@ class CodeLlamaLM(L.LightningModule):
         loss_chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        if loss_chunk_size is not None and (loss_chunk_size <= 0 or compile):
-            raise ConfigError(f"model.loss_chunk_size must be a positive number of positions (got {loss_chunk_size}) "
-                              "and is not combined with model.compile; set one of them")
+        checks = {
+            "lr must be > 0": lr > 0,
+            "min_lr_ratio must be in [0, 1]": 0 <= min_lr_ratio <= 1,
+            "warmup_steps must be >= 0": warmup_steps >= 0,
+            "decay_steps must be >= 1": decay_steps is None or decay_steps >= 1,
+            "betas must be two numbers in [0, 1)": len(betas) == 2 and all(0 <= b < 1 for b in betas),
+            "eps must be > 0": eps > 0,
+            "weight_decay must be >= 0": weight_decay >= 0,
+            f"loss_chunk_size must be a positive number of positions (got {loss_chunk_size}) and is not combined "
+            "with model.compile; set one of them": loss_chunk_size is None or (loss_chunk_size > 0 and not compile),
+        }
+        problems = [message for message, ok in checks.items() if not ok]
+        if problems:
+            raise ConfigError("model (CodeLlamaLM): " + "; ".join(problems))
         overrides = {} if vocab_size is None else {"vocab_size": vocab_size}
         self.model_config = resolve_model_config(model_config, **overrides)
         self.save_hyperparameters()
@@ -94,6 +105,12 @@ class CodeLlamaLM(L.LightningModule):
             self.model.compile()
 
     def setup(self, stage: str) -> None:
+        seq_len = getattr(self.trainer.datamodule, "seq_len", None)
+        if seq_len is not None and seq_len > self.model_config.block_size:
+            raise ConfigError(
+                f"data.seq_len={seq_len} exceeds the model's block_size={self.model_config.block_size} (its training "
+                "context): lower data.seq_len, or raise model.model_config.block_size (long-context fine-tuning)"
+            )
         tokenizer = getattr(self.trainer.datamodule, "tokenizer", None)
         if self.hparams.init_checkpoint and tokenizer is not None:
             _check_same_tokenizer(Path(self.hparams.init_checkpoint), tokenizer)

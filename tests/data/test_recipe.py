@@ -1,6 +1,8 @@
 import pytest
+import yaml
 
 from lit_codellama.data import load_recipe
+from lit_codellama.data.recipe import builtin_recipes
 from lit_codellama.errors import ConfigError
 
 
@@ -59,3 +61,13 @@ def test_invalid_recipes_are_rejected_with_the_reason(tmp_path, sources, message
 def test_unknown_recipe_name_lists_the_built_in_ones():
     with pytest.raises(ConfigError, match=r"neither a YAML file nor one of the built-in recipes \[.*'default'"):
         load_recipe("no-such-recipe")
+
+
+def test_recipe_names_and_paths_resolve_against_the_current_directory(tmp_path, monkeypatch):
+    (tmp_path / "configs" / "data").mkdir(parents=True)
+    mine = yaml.safe_load((builtin_recipes()["default"]).read_text()) | {"name": "mine"}
+    (tmp_path / "configs" / "data" / "mine.yaml").write_text(yaml.safe_dump(mine))
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe("mine").name == "mine"  # the checkout run from: a built-in name
+    assert load_recipe("configs/data/mine.yaml").name == "mine"
+    assert load_recipe("default").name == "default"  # the package's own still found by name

@@ -4,6 +4,7 @@ import io
 import json
 import math
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 import lit_codellama
 from lit_codellama.checkpoint import load_model
+from lit_codellama.cli import main as dispatch
 from lit_codellama.data import load_corpus
 from lit_codellama.errors import CheckpointError, ConfigError
 from lit_codellama.training import train
@@ -210,6 +212,56 @@ def test_command_line_typo_names_the_closest_key_like_a_yaml_typo(corpus_dir, tm
     path.write_text(yaml.safe_dump(tiny_config(corpus_dir, tmp_path / "run")))
     assert main(["fit", "--config", str(path), *typo]) == 2
     assert capsys.readouterr().err.startswith(f"error: unknown config key {key!r}. Did you mean {closest} ")
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("--data.batch_size=0", "batch_size"),
+        ("--data.seq_len=0", "seq_len"),
+        ("--data.fim_rate=1.5", "fim_rate"),
+        ("--data.fim_rate=-0.1", "fim_rate"),
+        ("--model.lr=0", "lr"),
+        ("--model.lr=-1e-3", "lr"),
+        ("--model.model_config={preset: cl-1m, n_head: four}", "n_head"),
+        ("--data.seq_len=1024", "block_size=512"),  # cl-1m trains on 512-token contexts
+    ],
+)
+def test_an_out_of_range_fit_value_is_one_error_line_naming_the_field(override, field, corpus_dir, tmp_path, capsys):
+    config = tmp_path / "fit.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(corpus_dir, tmp_path / "run")))
+    assert dispatch(["fit", "--config", str(config), override]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and field in errors[0] and "Traceback" not in err, err
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before training
+
+
+def test_resuming_a_finished_run_whose_export_was_cut_short_exports_it(run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(run, run_dir, ignore=shutil.ignore_patterns("model"))  # killed while writing model/
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["trainer"]["default_root_dir"] = str(run_dir)
+    config["checkpoint"]["dirpath"] = None
+    train(config)  # resumes at the last step: nothing to train
+    exported, original = load_model(run_dir / "model"), load_model(run / "model")
+    for name, tensor in original.state_dict().items():
+        assert torch.equal(exported.state_dict()[name], tensor), name
+    assert (run_dir / "model" / "tokenizer.model").read_bytes() == (run / "model" / "tokenizer.model").read_bytes()
+
+
+@pytest.mark.parametrize("given", ["path", "last"])
+def test_a_torn_resume_checkpoint_is_one_error_line_naming_it(given, run, corpus_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(run / "checkpoints", run_dir / "checkpoints")
+    torn = run_dir / "checkpoints" / "last.ckpt"
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])  # e.g. the disk filled up mid-save
+    config = tmp_path / "fit.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(corpus_dir, run_dir)))
+    assert dispatch(["fit", "--config", str(config), "--ckpt_path", str(torn) if given == "path" else "last"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(torn) in errors[0] and "Traceback" not in err, err
 
 
 STAGES = sorted((REPO / "configs" / "train").glob("*.yaml"))
