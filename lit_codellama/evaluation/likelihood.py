@@ -28,6 +28,7 @@ from lit_codellama.evaluation.infilling import infilling_problems
 from lit_codellama.evaluation.tasks import write_results
 from lit_codellama.fim import FIMSplit, fim_sample, infilling_prompt
 from lit_codellama.loss import IGNORE_INDEX, next_token_nats
+from lit_codellama.model import Llama
 from lit_codellama.progress import progress_bar
 
 
@@ -51,14 +52,25 @@ def target_scores(
                 raise ValueError(f"sequence {i}: targets must start within 1..{len(ids) - 1}, got {start}")
             idx[r, : len(ids)] = torch.tensor(ids)
             targets[r, start - 1 : len(ids) - 1] = torch.tensor(ids[start:])
-        logits = model(idx)
-        nll = next_token_nats(logits, targets)
-        correct = logits.argmax(dim=-1) == targets
+        scored_at = targets != IGNORE_INDEX
+        logits = _logits_at(model, idx, scored_at)  # (N, vocab): the scored positions only
+        nll = torch.zeros(targets.shape, device=device)
+        nll[scored_at] = next_token_nats(logits[None], targets[scored_at][None])[0]
+        correct = torch.zeros(targets.shape, dtype=torch.bool, device=device)
+        correct[scored_at] = logits.argmax(dim=-1) == targets[scored_at]
         for r, i in enumerate(rows):
             ids, start = sequences[i]
             scored = slice(start - 1, len(ids) - 1)
             out[i] = (nll[r, scored].cpu(), correct[r, scored].cpu())
     return out
+
+
+def _logits_at(model, idx: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Logits at the positions `where` (B, T) selects. A `Llama` applies its output layer there only: over the whole
+    vocabulary that layer is most of a small model's forward pass, and most positions are context, not targets."""
+    if isinstance(model, Llama):
+        return model.output(model.hidden_states(idx)[where])
+    return model(idx)[where]
 
 
 def target_nll(model, sequences: Sequence[tuple[list[int], int]], batch_size: int = 8) -> list[tuple[float, list[int]]]:

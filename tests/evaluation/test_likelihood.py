@@ -22,6 +22,7 @@ from lit_codellama.evaluation.likelihood import (
     perplexity,
     perplexity_by_context_length,
     target_nll,
+    target_scores,
     token_losses,
 )
 
@@ -42,6 +43,17 @@ def test_target_nll_matches_the_logits_whatever_the_batching(tiny_model):
         assert targets_1 == targets_b == ids[start:]
         assert nll_1 == pytest.approx(direct_nll(tiny_model, ids, start), rel=1e-4)
         assert nll_b == pytest.approx(nll_1, rel=1e-4)
+
+
+def test_target_scores_accuracy_is_the_argmax_of_the_full_logits(tiny_model):
+    g = torch.Generator().manual_seed(1)
+    sequences = [(torch.randint(0, 1000, (n,), generator=g).tolist(), s) for n, s in [(40, 3), (25, 24), (60, 30)]]
+    for (ids, start), (nll, correct) in zip(sequences, target_scores(tiny_model, sequences, batch_size=3)):
+        with torch.no_grad():
+            logits = tiny_model(torch.tensor([ids]))[0, start - 1 : -1]
+        expected = F.cross_entropy(logits.float(), torch.tensor(ids[start:]), reduction="none")
+        torch.testing.assert_close(nll, expected, rtol=1e-4, atol=1e-5)
+        assert correct.tolist() == (logits.argmax(-1) == torch.tensor(ids[start:])).tolist()
 
 
 def test_untrained_model_is_near_uniform_over_the_vocabulary(tiny_model, tokenizer):
