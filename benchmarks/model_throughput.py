@@ -148,7 +148,7 @@ def bench_training(models, args, device) -> dict:
 
 @torch.inference_mode()
 def bench_generation(models, args, device, batch_size: int) -> dict:
-    from lit_codellama.generate import generate
+    from lit_codellama.generate import SamplingConfig, generate
 
     vocab_size = models["ours"].config.vocab_size
     prompt = torch.randint(3, vocab_size, (batch_size, args.prompt_len), device=device)
@@ -156,7 +156,7 @@ def bench_generation(models, args, device, batch_size: int) -> dict:
     runs, weight_bytes = {}, {}
     for precision in args.precisions:
         ours, hf = (copy.deepcopy(models[name]).to(DTYPES[precision]) for name in ("ours", "transformers"))
-        runs[precision, "ours"] = lambda ours=ours: generate(ours, prompt.tolist(), max_new_tokens=n)
+        runs[precision, "ours"] = lambda ours=ours: generate(ours, prompt.tolist(), SamplingConfig(max_new_tokens=n))
         runs[precision, "transformers"] = lambda hf=hf: hf.generate(
             prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0, eos_token_id=None
         )[:, args.prompt_len :].tolist()

@@ -128,7 +128,7 @@ def chat(
     """The assistant's next answer to each dialog, generated as one batch until EOS."""
     prompts = [encode_prompt(tok, dialog) for dialog in dialogs]
     s, generator = sampling, generator or sampling.generator(model.output.weight.device)
-    outputs = generate(model, prompts, s.max_new_tokens, s.temperature, s.top_p, (tok.eos_id,), generator=generator)
+    outputs = generate(model, prompts, s, (tok.eos_id,), generator=generator)
     return [tok.decode(ids).strip() for ids in outputs]
 
 
@@ -181,7 +181,7 @@ def converse(
         dialog.append({"role": "user", "content": line.rstrip("\n")})
         stream = _Stream(tok, out)
         prompt = encode_prompt(tok, dialog)
-        [ids] = generate(model, [prompt], s.max_new_tokens, s.temperature, s.top_p, (tok.eos_id,), stream, generator)
+        [ids] = generate(model, [prompt], s, (tok.eos_id,), stream, generator)
         dialog.append({"role": "assistant", "content": stream.finish(ids)})
     return dialog
 

@@ -63,20 +63,21 @@ def _left_padded(prompts: Sequence[Sequence[int]], device) -> tuple[torch.Tensor
 def generate(
     model: Llama,
     prompts: Sequence[Sequence[int]],
-    max_new_tokens: int,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
+    sampling: SamplingConfig,
     stop_ids: Sequence[int] = (),
     should_stop: Callable[[list[int]], bool] | None = None,
     generator: torch.Generator | None = None,
 ) -> list[list[int]]:
     """New tokens for each prompt (prompts may differ in length: they are left-padded into one batch).
 
-    A sequence ends at a token in `stop_ids` (not returned) or when `should_stop(new_tokens)` is true.
+    A sequence ends at a token in `stop_ids` (not returned) or when `should_stop(new_tokens)` is true. `generator`
+    continues a random stream across calls (default: a fresh one from `sampling.seed`).
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs at least one prompt and every prompt needs at least one token (e.g. BOS)")
     device = model.output.weight.device
+    max_new_tokens = sampling.max_new_tokens
+    generator = generator or sampling.generator(device)
     idx, pad = _left_padded(prompts, device)
     B, L = idx.shape
     max_len = L + max_new_tokens
@@ -93,7 +94,7 @@ def generate(
         new_tokens: list[list[int]] = [[] for _ in range(B)]
         running = [True] * B
         for step in range(max_new_tokens):
-            next_ids = sample(logits, temperature, top_p, generator)
+            next_ids = sample(logits, sampling.temperature, sampling.top_p, generator)
             for row, token in enumerate(next_ids.tolist()):
                 if not running[row]:
                     continue
@@ -154,7 +155,7 @@ def complete(
     completions = []
     for batch in _batches(prompts, batch_size):
         encoded = [tok.encode(p, bos=True) for p in batch]
-        outputs = generate(model, encoded, s.max_new_tokens, s.temperature, s.top_p, (tok.eos_id,), hit_stop, generator)
+        outputs = generate(model, encoded, s, (tok.eos_id,), hit_stop, generator)
         completions += [truncate_at_stop(tok.decode(o), stop) for o in outputs]
     return completions
 
@@ -177,7 +178,7 @@ def infill(
     middles = []
     for batch in _batches(pairs, batch_size):
         encoded = [infilling_prompt(tok, prefix, suffix, suffix_first=suffix_first) for prefix, suffix in batch]
-        outputs = generate(model, encoded, s.max_new_tokens, s.temperature, s.top_p, (tok.eot_id, tok.eos_id), None, generator)
+        outputs = generate(model, encoded, s, (tok.eot_id, tok.eos_id), None, generator)
         middles += [tok.decode_infilling(o) for o in outputs]
     return middles
 

@@ -320,7 +320,7 @@ class SelfInstruct:
         answers = []
         for start in tqdm(range(0, len(prompts), self.batch_size), desc=STAGES[stage], disable=not self.progress):
             batch = prompts[start : start + self.batch_size]
-            outputs = generate(model, batch, s.max_new_tokens, s.temperature, s.top_p, (tok.eos_id,), generator=rng)
+            outputs = generate(model, batch, s, (tok.eos_id,), generator=rng)
             answers += [tok.decode(o) for o in outputs]
         return answers
 

@@ -80,7 +80,7 @@ def test_chat_answers_are_the_decoded_generation_of_the_prompt(tokenizer, tiny_c
     model = load_model(tiny_checkpoint).eval()
     dialogs = [DIALOG[1:2], DIALOG[:4]]
     answers = chat(model, tokenizer, dialogs, SamplingConfig(max_new_tokens=6))
-    expected = generate(model, [encode_prompt(tokenizer, d) for d in dialogs], 6, stop_ids=(tokenizer.eos_id,))
+    expected = generate(model, [encode_prompt(tokenizer, d) for d in dialogs], SamplingConfig(max_new_tokens=6), stop_ids=(tokenizer.eos_id,))
     assert answers == [tokenizer.decode(ids).strip() for ids in expected]
 
 

@@ -143,8 +143,8 @@ SCRIPTED_SOLUTIONS = {"add": f"[PYTHON]\n{PASSING}\n[/PYTHON]", "largest": "[PYT
 
 
 def scripted_generate(tokenizer, calls):
-    def generate(model, prompts, max_new_tokens, temperature, top_p, *args, **kwargs):
-        calls.append((max_new_tokens, temperature, top_p))
+    def generate(model, prompts, sampling, *args, **kwargs):
+        calls.append((sampling.max_new_tokens, sampling.temperature, sampling.top_p))
         answers = []
         for ids in prompts:
             turn = tokenizer.decode(ids).rsplit("[INST]", 1)[-1]  # the question asked last

@@ -30,7 +30,7 @@ def greedy_without_cache(model, prompt, n):
 
 def test_cached_greedy_decoding_equals_full_recomputation(model):
     prompt = [1, 17, 42, 99, 7]
-    assert generate(model, [prompt], max_new_tokens=12) == [greedy_without_cache(model, prompt, 12)]
+    assert generate(model, [prompt], SamplingConfig(max_new_tokens=12)) == [greedy_without_cache(model, prompt, 12)]
 
 
 @pytest.mark.parametrize("n_kv_head", [4, 2, 1])
@@ -48,31 +48,30 @@ def test_cached_logits_equal_full_recomputation_with_grouped_query_attention(n_k
 
 def test_left_padded_batch_equals_one_prompt_at_a_time(model):
     prompts = [[1, 5, 6, 7, 8, 9, 10, 11], [1, 300], [1, 40, 41, 42]]
-    batched = generate(model, prompts, max_new_tokens=10)
-    assert batched == [generate(model, [p], max_new_tokens=10)[0] for p in prompts]
+    batched = generate(model, prompts, SamplingConfig(max_new_tokens=10))
+    assert batched == [generate(model, [p], SamplingConfig(max_new_tokens=10))[0] for p in prompts]
 
 
 def test_generation_stops_at_a_stop_id_and_excludes_it(model):
     prompt = [1, 17, 42]
-    free = generate(model, [prompt], max_new_tokens=8)[0]
-    stopped = generate(model, [prompt], max_new_tokens=8, stop_ids=(free[3],))[0]
+    free = generate(model, [prompt], SamplingConfig(max_new_tokens=8))[0]
+    stopped = generate(model, [prompt], SamplingConfig(max_new_tokens=8), stop_ids=(free[3],))[0]
     assert stopped == free[: free.index(free[3])]
 
 
 def test_sampling_is_seeded_and_top_p_zero_is_greedy(model):
     prompt = [[1, 17, 42]]
-    a = generate(model, prompt, 10, temperature=1.0, generator=torch.Generator().manual_seed(3))
-    b = generate(model, prompt, 10, temperature=1.0, generator=torch.Generator().manual_seed(3))
-    assert a == b
-    nucleus_of_one = generate(model, prompt, 10, temperature=1.0, top_p=1e-9, generator=torch.Generator().manual_seed(4))
-    assert nucleus_of_one == generate(model, prompt, 10)
+    seeded = SamplingConfig(10, temperature=1.0, top_p=1.0, seed=3)
+    assert generate(model, prompt, seeded) == generate(model, prompt, seeded)
+    nucleus_of_one = generate(model, prompt, SamplingConfig(10, temperature=1.0, top_p=1e-9, seed=4))
+    assert nucleus_of_one == generate(model, prompt, SamplingConfig(10))
 
 
 def test_greedy_generation_equals_transformers_generate(tmp_path, model):
     save_model(model, tmp_path, hf_format=True)
     hf = LlamaForCausalLM.from_pretrained(tmp_path).eval()
     prompt = [1, 200, 201, 202, 203]
-    ours = generate(model, [prompt], max_new_tokens=16)[0]
+    ours = generate(model, [prompt], SamplingConfig(max_new_tokens=16))[0]
     with torch.no_grad():
         theirs = hf.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False, eos_token_id=None, pad_token_id=0)
     assert ours == theirs[0, len(prompt) :].tolist()
@@ -90,7 +89,7 @@ def test_infill_decodes_the_middle_generated_after_the_infilling_prompt(model, t
     prefix, suffix = "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n"
     for spm in (False, True):
         prompt = infilling_prompt(tokenizer, prefix, suffix, suffix_first=spm)
-        tokens = generate(model, [prompt], 12, stop_ids=(tokenizer.eot_id, tokenizer.eos_id))[0]
+        tokens = generate(model, [prompt], SamplingConfig(12), stop_ids=(tokenizer.eot_id, tokenizer.eos_id))[0]
         assert infill(model, tokenizer, [prefix], [suffix], suffix_first=spm, sampling=SamplingConfig(max_new_tokens=12)) == [
             tokenizer.decode_infilling(tokens)
         ]

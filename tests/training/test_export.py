@@ -99,7 +99,7 @@ def test_exported_model_generates_our_greedy_output_through_transformers(run_dir
     tok = AutoTokenizer.from_pretrained(exported)
     model = AutoModelForCausalLM.from_pretrained(exported).eval()
     for prompt in PROMPTS:
-        [ours_ids] = generate(ours_model, [ours_tok.encode(prompt, bos=True)], max_new_tokens=24)
+        [ours_ids] = generate(ours_model, [ours_tok.encode(prompt, bos=True)], SamplingConfig(max_new_tokens=24))
         inputs = tok(prompt, return_tensors="pt")
         with torch.no_grad():
             output = model.generate(**inputs, max_new_tokens=24, do_sample=False)
