@@ -5,7 +5,7 @@ runs before any work."""
 from __future__ import annotations
 
 import argparse
-import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -73,8 +73,12 @@ def check_output_dir(path: str | Path) -> Path:
     if not existing.is_dir():
         what = f"{path} is a file" if existing == path.absolute() else f"{existing} is a file, so {path} cannot be made"
         raise ConfigError(f"output directory {what}; pass a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"output directory {path}: {existing} is not writable by this user; pass another directory")
+    try:  # a real write, not os.access: root passes permission bits but not, e.g., a read-only or virtual file system
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
+    except OSError as error:
+        raise ConfigError(
+            f"output directory {path}: {existing} is not writable ({error.strerror}); pass another directory"
+        ) from None
     return path
 
 
