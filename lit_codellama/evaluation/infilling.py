@@ -12,7 +12,6 @@ are different spans of the same kind.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 from lit_codellama.evaluation.humaneval import check_program_tail
