@@ -92,7 +92,8 @@ def benchmark(preset: str, data: dict, steps: int) -> dict:
     config = ModelConfig.from_name(preset, vocab_size=CodeDataModule(**data).tokenizer.vocab_size)
     tokens_per_step = data["batch_size"] * data["seq_len"]
     with torch.device("meta"):
-        flops_per_step = Llama(config).flops_per_token(data["seq_len"]) * tokens_per_step
+        meta = Llama(config)
+    flops_per_step = meta.flops_per_token(data["seq_len"]) * tokens_per_step
     torch.manual_seed(0)
     paired = PairedSteps({"pytorch": BareLoop(Llama(config)), "transformers": BareLoop(transformers_model(config))})
     ceiling_before = measure_matmul_flops()
