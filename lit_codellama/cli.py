@@ -42,3 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     except LitCodeLlamaError as error:  # bad input: the message says what and where; a traceback would bury it
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"error: {command} interrupted (Ctrl-C)", file=sys.stderr)
+        return 130

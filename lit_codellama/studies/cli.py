@@ -42,12 +42,19 @@ def run_cli(study: Study, argv: list[str] | None = None, prog: str | None = None
         print(f"error: {e}", file=sys.stderr)
         return 2
     except SIGTERMException as stop:  # training checkpointed; finished runs are kept
-        command = prog or f"python {shlex.quote(sys.argv[0])}"
-        print(f"\nstudy stopped by SIGTERM; resume with: {command} {shlex.join(argv)}".rstrip(), file=sys.stderr)
+        print(_stopped("by SIGTERM", prog, argv), file=sys.stderr)
         return stop.code or SIGTERM_EXIT_STATUS
+    except KeyboardInterrupt:  # finished runs are kept; the interrupted one resumes from its last checkpoint
+        print(_stopped("by Ctrl-C", prog, argv), file=sys.stderr)
+        return 130
     finally:
         torch.set_num_threads(threads)  # run_cli may be called in-process (tests, notebooks)
     return 0
+
+
+def _stopped(how: str, prog: str | None, argv: list[str]) -> str:
+    command = prog or f"python {shlex.quote(sys.argv[0])}"
+    return f"\nstudy stopped {how}; resume with: {command} {shlex.join(argv)}".rstrip()
 
 
 def main(argv: list[str] | None = None) -> int:
