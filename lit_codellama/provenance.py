@@ -32,11 +32,16 @@ def provenance(precision: str | None = None, corpus: str | Path | None = None) -
     }
 
 
+RESULTS = "ablations/results"  # where studies write by default, committed results included
+
+
 def git_state(source: Path = Path(__file__).resolve().parent) -> dict[str, Any]:
-    """The commit of the checkout `source` (this package) lies in and whether tracked files differ from it."""
+    """The commit of the checkout `source` (this package) lies in and whether tracked files differ from it, leaving
+    out the committed study results: a study rewrites them as it runs, which says nothing of the code it ran."""
     try:
         commit = _git(source, "rev-parse", "HEAD")
-        dirty = bool(_git(source, "status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(_git(source, "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                          f":(top,exclude){RESULTS}"))
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}  # an installed wheel: `versions` identifies the code
     return {"commit": commit, "dirty": dirty}

@@ -50,6 +50,14 @@ def test_git_state_is_the_checkouts_commit_and_dirtiness_and_null_outside_one(tm
         subprocess.run([*git, *args], check=True)
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     assert git_state(tmp_path) == {"commit": commit, "dirty": False}
+    results = tmp_path / "ablations" / "results" / "study.json"  # committed results a study run rewrites
+    results.parent.mkdir(parents=True)
+    results.write_text("{}")
+    for args in (["add", str(results)], ["commit", "-q", "-m", "results"]):
+        subprocess.run([*git, *args], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    results.write_text('{"rerun": true}')
+    assert git_state(tmp_path) == {"commit": commit, "dirty": False}
     (tmp_path / "tracked.py").write_text("x = 2\n")
     assert git_state(tmp_path) == {"commit": commit, "dirty": True}
 
