@@ -25,8 +25,11 @@ RANGES = {"fraction": (0.0, 1.0), "nats/token": (0.0, math.inf), "bits/char": (0
 
 
 def set_style() -> None:
-    """Seaborn's white grid at font sizes that stay readable in a rendered notebook and a README figure."""
+    """Seaborn's white grid at font sizes that stay readable in a rendered notebook and a README figure; tables
+    show whole cells (a claim's text and verdict are sentences)."""
     import seaborn as sns
+
+    pd.set_option("display.max_colwidth", None)
 
     sns.set_theme(style="whitegrid", context="notebook", rc={
         "font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
