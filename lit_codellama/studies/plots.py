@@ -195,6 +195,9 @@ def plot_against_reference(results: StudyResults, metric: str, x: str, reference
     if ratio:
         table = table.assign(value=np.log(table["value"]))
     paired = summarize(paired_differences(table, reference))
+    if not ratio:  # a difference of fractions stays in [-1, 1]
+        bounds = [clip(metric, r.low, r.high, difference=True) for r in paired.itertuples()]
+        paired[["low", "high"]] = bounds if bounds else paired[["low", "high"]]
     palette = arm_palette(results)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2))
     plot_paired(left, paired, x, results.labels, palette, ratio=ratio)

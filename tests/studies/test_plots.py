@@ -47,3 +47,24 @@ def test_claim_panels_follow_the_claims_table_and_draw_each_margin(tmp_path):
     assert len(band) == 1 and band[0].get_extents().height > 0 and not primary.patches
     assert [line.get_ydata()[0] for line in no_cost.lines if line.get_label() == "the paper's effect"] == [-0.01]
     assert len(primary.collections[0].get_offsets()) == 3  # one dot per seed
+
+
+def test_paired_panel_clips_a_difference_of_fractions_to_its_range(tmp_path):
+    import json
+
+    import matplotlib
+    import numpy as np
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    from lit_codellama.studies.plots import plot_against_reference
+
+    (tmp_path / "study.json").write_text(json.dumps({"arms": {"ref": {"label": "ref"}, "arm": {"label": "arm"}}}))
+    rows = [{"arm": arm, "seed": seed, "metric": "key_retrieval_top1", "length": n, "value": value}
+            for n in (32, 64) for seed, top1 in enumerate((1.0, 0.0, 1.0))
+            for arm, value in (("ref", 0.0), ("arm", top1))]
+    pd.DataFrame(rows).to_csv(tmp_path / "runs.csv", index=False)
+    fig = plot_against_reference(open_results(tmp_path), "key_retrieval_top1", "length", "ref", "top-1")
+    paired = fig.axes[0]
+    bars = np.concatenate([segment[:, 1] for c in paired.containers for segment in c.lines[2][0].get_segments()])
+    assert bars.max() == 1.0 and bars.min() < 0  # the t-interval alone reaches 0.667 + 1.43
