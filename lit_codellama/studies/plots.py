@@ -25,13 +25,14 @@ RANGES = {"fraction": (0.0, 1.0), "nats/token": (0.0, math.inf), "bits/char": (0
 
 
 def set_style() -> None:
-    """Seaborn's white grid at font sizes that stay readable in a rendered notebook and a README figure; tables
-    show whole cells (a claim's text and verdict are sentences)."""
-    import seaborn as sns
+    """A white grid at font sizes that stay readable in a rendered notebook and a README figure (matplotlib's copy
+    of seaborn's style, so that the library needs no seaborn); tables show whole cells (a claim's text and verdict
+    are sentences)."""
+    import matplotlib.pyplot as plt
 
     pd.set_option("display.max_colwidth", None)
-
-    sns.set_theme(style="whitegrid", context="notebook", rc={
+    plt.style.use(["seaborn-v0_8-whitegrid", "seaborn-v0_8-deep"])
+    plt.rcParams.update({
         "font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10,
         "legend.fontsize": 10, "legend.title_fontsize": 10, "figure.titlesize": 12, "savefig.dpi": 120,
         "savefig.bbox": "tight"})
@@ -173,10 +174,11 @@ def plot_paired(ax, paired: pd.DataFrame, x: str, labels: dict[str, str], colors
 
 
 def arm_palette(results: StudyResults) -> dict[str, Any]:
-    """label -> color, the same for an arm in every figure of a notebook."""
-    import seaborn as sns
+    """label -> color, the same for an arm in every figure of a notebook (the style's color cycle)."""
+    import matplotlib.pyplot as plt
 
-    return dict(zip(results.order, sns.color_palette(n_colors=len(results.order)), strict=True))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {label: colors[i % len(colors)] for i, label in enumerate(results.order)}
 
 
 def plot_against_reference(results: StudyResults, metric: str, x: str, reference: str, ylabel: str,
@@ -186,7 +188,6 @@ def plot_against_reference(results: StudyResults, metric: str, x: str, reference
     left panel carries the comparison), with a dotted line where arms were trained and `chance` dashed. Rows without
     `x` (pooled) are left out. Returns the figure."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     rows = results.metric(metric).dropna(subset=[x])
     if "position" in rows and x != "position":
@@ -202,8 +203,10 @@ def plot_against_reference(results: StudyResults, metric: str, x: str, reference
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2))
     plot_paired(left, paired, x, results.labels, palette, ratio=ratio)
     left.set_ylabel(f"{'ratio to' if ratio else 'minus'} {results.labels[reference]}\n(paired by seed)")
-    sns.lineplot(data=rows, x=x, y="value", hue="arm_label", hue_order=results.order, palette=palette,
-                 style="arm_label", style_order=results.order, markers=True, dashes=False, errorbar=None, ax=right)
+    means = rows.groupby(["arm_label", x])["value"].mean().reset_index()
+    for label, marker in zip(results.order, "osD^vP*X", strict=False):
+        arm = means[means["arm_label"] == label].sort_values(x)
+        right.plot(arm[x], arm["value"], marker=marker, color=palette[label], label=label)
     right.set_ylabel(f"{ylabel}, mean over seeds")
     if chance is not None:
         right.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance ({chance:g})")
