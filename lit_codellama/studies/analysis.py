@@ -4,6 +4,7 @@ attention-decay bound of Code Llama's App. G (Fig. 9a). Figure helpers are in `p
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lit_codellama.studies.stats import assess_claims, summarize
+from lit_codellama.studies.stats import assess_claims, claim_effects, in_words, summarize
 from lit_codellama.studies.study import Claim
 
 
@@ -31,6 +32,14 @@ class StudyResults:
                 "(run e.g. `python ablations/fim_rate.py --preset tiny --out DIR` first)"
             )
         return json.loads(path.read_text())
+
+    def describe(self) -> str:
+        """What ran, where and from what: study, preset, seeds, machine, time, commit and corpus."""
+        info, machine, git = self.info, self.info["machine"], self.info["git"]
+        return (f"study {info['study']!r}, preset {info['preset']!r}, seeds {info['seeds']}; {machine['cpus']} CPUs "
+                f"({machine['cpu']}); training + evaluation {info['run_seconds'] / 60:.1f} min; commit "
+                f"{(git.get('commit') or '?')[:10]}{' (dirty)' if git.get('dirty') else ''}; corpus sha256 "
+                f"{info['corpus']['sha256']}\n{info['question']}")
 
     @property
     def labels(self) -> dict[str, str]:
@@ -57,11 +66,22 @@ class StudyResults:
         table = summarize(self.metric(name).drop(columns="arm_label"))
         return table.assign(arm_label=table["arm"].map(self.labels))
 
+    @property
+    def claim_definitions(self) -> list[Claim]:
+        """The claims study.json states, in its order."""
+        fields = Claim.__dataclass_fields__
+        return [Claim(**{k: v for k, v in record.items() if k in fields}) for record in self.info.get("claims", [])]
+
     def claims(self) -> list[dict]:
         """The claims' estimates, intervals and verdicts recomputed from runs.csv (they equal study.json's)."""
-        fields = Claim.__dataclass_fields__
-        claims = [Claim(**{k: v for k, v in record.items() if k in fields}) for record in self.info.get("claims", [])]
-        return assess_claims(self.runs.drop(columns="arm_label"), claims)
+        return assess_claims(self.runs.drop(columns="arm_label"), self.claim_definitions)
+
+    def claim_effects(self) -> pd.DataFrame:
+        """Per claim (`claim`: its index in study.json) and seed: the transformed paired effect its verdict rests on."""
+        runs = self.runs.drop(columns="arm_label")
+        frames = [claim_effects(runs, claim).rename("value").rename_axis("seed").reset_index().assign(claim=i)
+                  for i, claim in enumerate(self.claim_definitions)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["seed", "value", "claim"])
 
     def arm_setting(self, key: str) -> dict[str, Any]:
         """arm label -> a resolved training setting of the weights each arm evaluates, e.g. `data.seq_len`."""
@@ -102,11 +122,48 @@ class StudyResults:
         return figures / name
 
 
-def interval(mean: float, low: float, high: float, scale: float = 1.0, digits: int = 3) -> str:
-    """'mean [low, high]' for tables (the bounds are omitted when there is a single seed)."""
+def interval(mean: float, low: float, high: float, scale: float = 1.0, digits: int = 3, signed: bool = False) -> str:
+    """'mean [low, high]' for tables (the bounds are omitted when there is a single seed); `signed`: with +/-."""
+    form = f"{'+' if signed else ''}.{digits}g"
     if np.isnan(low):
-        return f"{mean * scale:.{digits}g}"
-    return f"{mean * scale:.{digits}g} [{low * scale:.{digits}g}, {high * scale:.{digits}g}]"
+        return f"{mean * scale:{form}}"
+    return f"{mean * scale:{form}} [{low * scale:{form}}, {high * scale:{form}}]"
+
+
+def claim_order(claims: list[dict]) -> list[int]:
+    """Indices of study.json's claims, primary first: the order of the claims table and of the claim panels."""
+    return sorted(range(len(claims)), key=lambda i: not claims[i]["primary"])
+
+
+def where_text(where: dict[str, Any]) -> str:
+    """A claim's coordinates, e.g. 'mode=psm, position=pooled' (None: pooled over that coordinate)."""
+    def text(value) -> str:
+        return "pooled" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{k}={text(v)}" for k, v in where.items())
+
+
+def claims_table(claims: list[dict], labels: dict[str, str]) -> pd.DataFrame:
+    """study.json's claims as a table numbered in `claim_order`: the claim, what measures it, the paired estimate
+    with its 95% interval, the test (margin or the paper's direction) and the verdict in plain words."""
+    rows = []
+    for i in claim_order(claims):
+        c = claims[i]
+        where = where_text(c["where"])
+        bounds = (math.nan, math.nan) if c["low"] is None else (c["low"], c["high"])
+        side = "higher" if c["direction"] > 0 else "lower"
+        rows.append({
+            "": "primary" if c["primary"] else "exploratory",
+            "claim": c["text"],
+            "measured by": f"{c['metric']}{f' [{where}]' if where else ''}, "
+                           f"{'log ratio' if c['transform'] == 'log_ratio' else 'difference'}",
+            "comparison": f"{labels.get(c['arm'], c['arm'])} vs {labels.get(c['baseline'], c['baseline'])}",
+            "estimate [95% interval]": interval(c["estimate"], *bounds, digits=3, signed=True),
+            "test": f"no cost: inside ±{c['margin']:g}" if c["margin"] is not None else f"paper: arm {side}",
+            "seeds": c["n"],
+            "verdict": in_words(c),
+        })
+    return pd.DataFrame(rows, index=pd.RangeIndex(1, len(rows) + 1, name="#"))
 
 
 def attention_decay_bound(distances, rope_theta: float, dim: int = 1024, rope_scaling: float = 1.0) -> np.ndarray:

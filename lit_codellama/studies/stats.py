@@ -153,6 +153,11 @@ _MEANING = {  # (verdict, has a margin) -> the verdict in plain words
 }
 
 
+def in_words(result: dict) -> str:
+    """A claim's verdict (an `assess_claims` record) in plain words."""
+    return _MEANING[result["verdict"], result["margin"] is not None]
+
+
 def format_claims(results: Sequence[dict], labels: dict[str, str] | None = None) -> str:
     """The answer in plain words, primary claims first: per claim its estimate, interval and verdict."""
     labels = labels or {}
@@ -169,6 +174,6 @@ def format_claims(results: Sequence[dict], labels: dict[str, str] | None = None)
             f"  {r['verdict'].upper()}: {r['metric']}{f' [{where}]' if where else ''}, "
             f"{labels.get(r['arm'], r['arm'])} vs {labels.get(r['baseline'], r['baseline'])}, {effect} "
             f"{r['estimate']:+.4g} {interval} ({test}; {r['n']} paired seeds, 95% t-interval)",
-            f"  = {_MEANING[r['verdict'], r['margin'] is not None]}",
+            f"  = {in_words(r)}",
         ]
     return "\n".join(lines)

@@ -44,3 +44,49 @@ def test_context_curves_gather_every_runs_per_position_losses(tmp_path):
     (other / "study.json").write_text(json.dumps({"arms": {"fim=0.0": {"label": "FIM 0"}}}))
     with pytest.raises(FileNotFoundError, match="no context-gain curves"):
         _ = StudyResults(other).context_curves
+
+
+def claimed_study(tmp_path, values: dict[str, list[float]]):
+    """A results directory with one "no cost" claim (log ratio, margin 0.05) and one effect claim on made-up values
+    (arm -> per-seed val_loss); the effect claim's metric is the same loss, oriented lower-is-better."""
+    import json
+
+    import pandas as pd
+
+    from lit_codellama.studies.stats import assess_claims
+    from lit_codellama.studies.study import Claim
+
+    claims = [Claim("costs little", "val_loss", "fim", "base", transform="log_ratio", margin=0.05, primary=False),
+              Claim("lowers the loss", "val_loss", "fim", "base", direction=-1)]
+    runs = pd.DataFrame([{"study": "s", "preset": "p", "arm": arm, "seed": seed, "metric": "val_loss", "value": v}
+                         for arm, per_seed in values.items() for seed, v in enumerate(per_seed)])
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    info = {"arms": {"base": {"label": "FIM 0"}, "fim": {"label": "FIM 0.9"}},
+            "claims": assess_claims(runs, claims)}
+    (tmp_path / "study.json").write_text(json.dumps(info))
+    return StudyResults(tmp_path)
+
+
+def test_claim_effects_are_each_seeds_transformed_paired_effect(tmp_path):
+    results = claimed_study(tmp_path, {"base": [2.0, 4.0, 3.0], "fim": [2.2, 4.0, 2.4]})
+    effects = results.claim_effects()
+    log_ratio = effects[effects["claim"] == 0].set_index("seed")["value"]
+    np.testing.assert_allclose(log_ratio.loc[[0, 1, 2]], np.log([1.1, 1.0, 0.8]))
+    difference = effects[effects["claim"] == 1].set_index("seed")["value"]
+    np.testing.assert_allclose(difference.loc[[0, 1, 2]], [0.2, 0.0, -0.6])
+    assert difference.mean() == pytest.approx(results.info["claims"][1]["estimate"])
+
+
+def test_claims_table_puts_primary_claims_first_with_the_verdict_in_words(tmp_path):
+    from lit_codellama.studies.analysis import claims_table
+
+    results = claimed_study(tmp_path, {"base": [3.0, 3.1, 2.9], "fim": [2.5, 2.62, 2.41]})
+    table = claims_table(results.info["claims"], results.labels)
+    assert table["claim"].tolist() == ["lowers the loss", "costs little"]  # study.json lists the primary second
+    assert table.index.tolist() == [1, 2]
+    first = table.loc[1]
+    assert first["comparison"] == "FIM 0.9 vs FIM 0" and first["test"] == "paper: arm lower"
+    assert first["verdict"].startswith("reproduced: the interval excludes 0 on the paper's side")
+    c = results.info["claims"][1]
+    assert first["estimate [95% interval]"] == f"{c['estimate']:+.3g} [{c['low']:+.3g}, {c['high']:+.3g}]"
+    assert table.loc[2, "test"] == "no cost: inside ±0.05" and table.loc[2, "verdict"].startswith("inconclusive")

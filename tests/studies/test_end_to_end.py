@@ -1,43 +1,24 @@
-"""Every study at `--preset tiny`, through its script's command line, then every notebook on the results."""
+"""Every study at `--preset tiny`, through its script's command line (the `results` fixture of conftest.py; the
+notebooks run on them in test_notebooks.py)."""
 
 import json
 import re
 import shutil
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 import torch
 import yaml
-from nbclient import NotebookClient
 
-from lit_codellama.studies.cli import load_study, run_cli
+from lit_codellama.studies.cli import load_study
 from lit_codellama.tokenizer import Tokenizer
 
-ROOT = Path(__file__).parents[2]
-NOTEBOOKS = {"fim_rate": "fim_ablation", "rope_base": "rope_base", "long_context": "long_context"}
-
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> dict[str, Path]:
-    """Each study run once at the tiny preset (the corpus is built into a temporary cache)."""
-    out = tmp_path_factory.mktemp("studies")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LIT_CODELLAMA_DATA", str(out / "corpora"))
-        for name in NOTEBOOKS:
-            assert run_cli(load_study(name), tiny(out / name)) == 0
-    return {name: out / name for name in NOTEBOOKS}
-
-
-def tiny(out: Path) -> list[str]:
-    # One thread: the tiny models gain nothing from more, and on a busy machine threads that wait for each
-    # other's cores make every step several times slower.
-    return ["--preset", "tiny", "--out", str(out), "--threads", "1"]
+STUDIES = ("fim_rate", "rope_base", "long_context")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(NOTEBOOKS))
+@pytest.mark.parametrize("name", STUDIES)
 def test_tiny_study_writes_a_tidy_table_with_every_run_and_metric(results, name):
     study = load_study(name)
     preset = study.preset("tiny")
@@ -86,7 +67,7 @@ def own_copy(results, name: str, tmp_path: Path, monkeypatch) -> Path:
 
 
 @pytest.mark.slow
-def test_rerunning_a_study_only_redoes_unfinished_runs(results, tmp_path, capsys, monkeypatch):
+def test_rerunning_a_study_only_redoes_unfinished_runs(results, run_tiny, tmp_path, capsys, monkeypatch):
     out = own_copy(results, "fim_rate", tmp_path, monkeypatch)
     finished = sorted(out.glob("runs/*/seed=*/metrics.json"))
     stamps = {p: p.stat().st_mtime_ns for p in finished}
@@ -95,7 +76,7 @@ def test_rerunning_a_study_only_redoes_unfinished_runs(results, tmp_path, capsys
     before = pd.read_csv(out / "runs.csv")
     capsys.readouterr()
     threads = torch.get_num_threads()
-    assert run_cli(load_study("fim_rate"), tiny(out)) == 0
+    assert run_tiny("fim_rate", out) == 0
     assert torch.get_num_threads() == threads, "--threads must not leak out of an in-process run"
     printed = capsys.readouterr()
     assert "1 to do" in printed.out
@@ -108,7 +89,8 @@ def test_rerunning_a_study_only_redoes_unfinished_runs(results, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_a_run_without_weights_or_checkpoints_retrains_from_a_clean_directory(results, tmp_path, monkeypatch):
+def test_a_run_without_weights_or_checkpoints_retrains_from_a_clean_directory(results, run_tiny, tmp_path,
+                                                                               monkeypatch):
     """What a fresh clone holds: the committed logs and configs of a run, but neither its weights nor checkpoints."""
     out = own_copy(results, "fim_rate", tmp_path, monkeypatch)
     before = pd.read_csv(out / "runs.csv")
@@ -119,7 +101,7 @@ def test_a_run_without_weights_or_checkpoints_retrains_from_a_clean_directory(re
     stale = pd.read_csv(log)
     stale.loc[len(stale)] = {"step": 999, "val/loss": 99.0}  # a validation row (no epoch) of some other run
     stale.to_csv(log, index=False)
-    assert run_cli(load_study("fim_rate"), tiny(out)) == 0
+    assert run_tiny("fim_rate", out) == 0
     assert (results["fim_rate"] / run_dir.relative_to(out) / "checkpoints").is_dir(), "the module's results are intact"
     assert "999" not in pd.read_csv(log)["step"].astype(str).tolist()
     assert (run_dir / "model" / "model.safetensors").is_file()
@@ -127,20 +109,7 @@ def test_a_run_without_weights_or_checkpoints_retrains_from_a_clean_directory(re
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(NOTEBOOKS))
-def test_notebook_runs_headless_on_the_tiny_results(results, name, monkeypatch):
-    monkeypatch.setenv("RESULTS_DIR", str(results[name]))
-    notebook = nbformat.read(ROOT / "notebooks" / f"{NOTEBOOKS[name]}.ipynb", as_version=4)
-    assert any("parameters" in cell.metadata.get("tags", []) for cell in notebook.cells)
-    NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
-    ).execute()
-    figures = sorted((results[name] / "figures").glob("*.png"))
-    assert figures and all(f.stat().st_size > 10_000 for f in figures)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(NOTEBOOKS))
+@pytest.mark.parametrize("name", STUDIES)
 def test_every_claim_of_a_tiny_study_recomputes_from_runs_csv(results, name):
     from lit_codellama.studies.analysis import StudyResults
 
