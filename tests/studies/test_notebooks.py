@@ -32,11 +32,18 @@ def test_every_notebook_documents_its_headless_command():
     assert documented == {f"notebooks/{path.name}" for path in (ROOT / "notebooks").glob("*.ipynb")}
 
 
-def test_notebooks_are_committed_without_outputs():
-    """The lead commits executed outputs only after the final rerun of every study."""
-    for path in (ROOT / "notebooks").glob("*.ipynb"):
-        cells = json.loads(path.read_text())["cells"]
-        assert not [c for c in cells if c.get("outputs") or c.get("execution_count")], path.name
+def test_committed_notebooks_show_the_committed_results():
+    """Each notebook is committed executed on its study's committed results, so it renders where the repository is
+    browsed: every cell ran, none failed, and every claim of the committed study.json is in its output."""
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+        study = next(COMMAND.fullmatch(c).group(1) for c in documented_commands() if notebook.name in c)
+        outputs = [o for c in cells for o in c["outputs"]]
+        assert all(c["execution_count"] for c in cells), f"{notebook.name}: not every cell was executed"
+        assert not [o for o in outputs if o["output_type"] == "error"], f"{notebook.name}: a cell failed"
+        shown = json.dumps(outputs)
+        for claim in json.loads((ROOT / study / "study.json").read_text())["claims"]:
+            assert json.dumps(claim["text"])[1:-1] in shown, f"{notebook.name}: claim {claim['text']!r} not shown"
 
 
 def execute(command: str, cwd: Path, **env: str) -> list[dict]:
