@@ -42,7 +42,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     preset = load_study(args.study).preset(args.preset)
-    train = preset.train_config(next(iter(preset.arms)), Path(__file__).resolve().parents[1])
+    train = preset.train_config(next(iter(preset.arms)))
     data = dict(train["data"], **({"recipe": args.recipe} if args.recipe else {}))
     evaluations = {k: v for k, v in preset.evaluations.items() if not args.only or k in args.only}
     load_before = os.getloadavg()
