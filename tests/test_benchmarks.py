@@ -35,3 +35,16 @@ def test_model_throughput_compares_with_transformers_and_saves_json(tmp_path):
                 generation["ours"]["tokens_per_s"] / generation["transformers"]["tokens_per_s"])
     assert model["training"]["ours_bf16_over_fp32"] > 0
     assert report["cpu"]["model"] and "generation batch 2 bf16-mixed" in result.stdout
+
+
+def test_study_eval_throughput_times_each_evaluation_of_a_preset_and_saves_what_it_measured(tmp_path):
+    out = tmp_path / "study_eval.json"
+    args = ["--study", "fim_rate", "--preset", "tiny", "--only", "val_loss", "humaneval_loss", "--threads", "1",
+            "--out", str(out)]
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "study_eval_throughput.py"), *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["timings"]) == {"val_loss_s", "humaneval_loss_s"}
+    assert report["total_s"] == pytest.approx(sum(report["timings"].values()), abs=0.05)
+    assert report["measurements"] and report["cpu"]["model"]
