@@ -295,12 +295,6 @@ def planned_document_share(config: dict[str, Any]) -> float | None:
     return dm.largest_document_share
 
 
-def corpus_sha256(data: dict[str, Any]) -> str | None:
-    """The `Corpus.sha256` of the corpus a `data` config section trains on; None when it is not built."""
-    dm = _from_config(data)
-    return None if dm is None else dm.corpus.sha256
-
-
 def _from_config(data: dict[str, Any]) -> CodeDataModule | None:
     """A `CodeDataModule` of a `data` section, plain or `{class_path, init_args}` (the corpus settings only), or None
     when its corpus is not built."""

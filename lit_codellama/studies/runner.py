@@ -307,9 +307,10 @@ def describe(plan: Plan) -> str:
 
 
 def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -> None:
-    arms = {}
+    arms, shas = {}, set()
     for name, arm in plan.preset.arms.items():
         records = _training_records(plan, name)
+        shas |= {r["corpus"]["sha256"] for r in records if (r.get("corpus") or {}).get("sha256")}
         arms[name] = {
             "label": arm.label or name,
             "init_from": arm.init_from,
@@ -339,7 +340,8 @@ def _write_study_json(plan: Plan, wall_s: float, ran: int, claims: list[dict]) -
         # Of this invocation; each run's own is in its run.json. Precision: the one every arm's training runs share
         # (null where they differ; then see `arms`).
         **provenance(precision=_common(spec["precision"] for spec in arms.values())),
-        "corpus": {"sha256": _corpus_sha256(plan)},
+        # What the training runs recorded (a list if the arms trained on several corpora).
+        "corpus": {"sha256": sorted(shas)[0] if len(shas) == 1 else sorted(shas) or None},
     }
     info["machine"]["load_average_at_finish"] = [round(x, 2) for x in os.getloadavg()]
     info["machine"]["precision_auto"] = precision_record(AUTO, "auto")  # what `precision: auto` resolves to here
@@ -353,14 +355,6 @@ def _largest_document_share(plan: Plan) -> float | None:
     shares = [planned_document_share(plan.definition(Run(arm, 0))["train"]) for arm, spec in plan.preset.arms.items()
               if spec.train]
     return max((share for share in shares if share is not None), default=None)
-
-
-def _corpus_sha256(plan: Plan) -> str | list[str] | None:
-    """The sha256 of the corpus the study trains on (a list if its arms train on several; None if none is built)."""
-    from lit_codellama.data.datamodule import corpus_sha256
-
-    shas = sorted({sha for arm in plan.preset.arms if (sha := corpus_sha256(plan.data_config(Run(arm, 0))))})
-    return shas[0] if len(shas) == 1 else shas or None
 
 
 def _training_records(plan: Plan, arm: str) -> list[dict[str, Any]]:

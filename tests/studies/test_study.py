@@ -142,11 +142,10 @@ def test_tidy_table_has_one_row_per_arm_seed_metric_and_coordinate(tmp_path):
 
 @pytest.fixture
 def no_corpus(monkeypatch):
-    """study.json's planned document share and corpus sha256 read the corpus, which these finished runs lack."""
+    """study.json's planned document share reads the corpus, which these finished runs lack."""
     from lit_codellama.studies import runner
 
     monkeypatch.setattr(runner, "_largest_document_share", lambda plan: None)
-    monkeypatch.setattr(runner, "_corpus_sha256", lambda plan: "a" * 64)
 
 
 def test_study_json_and_summary_say_where_the_results_come_from_and_what_they_measure(tmp_path, no_corpus):
@@ -282,7 +281,6 @@ def test_claims_comparing_unknown_arms_or_with_a_bad_transform_are_rejected_when
 def test_study_json_claims_recompute_from_runs_csv_and_the_answer_is_printed_first(tmp_path, capsys, monkeypatch):
     # No corpus here: what study.json records of the data is not under test.
     monkeypatch.setattr("lit_codellama.data.datamodule.planned_document_share", lambda config: None)
-    monkeypatch.setattr("lit_codellama.data.datamodule.corpus_sha256", lambda config: "none")
     claims = (Claim("θ matters", "val_loss", "lcft", "pretrain", direction=-1),
               Claim("no cost", "perplexity", "lcft", "pretrain", where={"length": 128}, transform="log_ratio",
                     margin=0.05, primary=False))
