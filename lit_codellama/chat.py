@@ -127,8 +127,7 @@ def chat(
 ) -> list[str]:
     """The assistant's next answer to each dialog, generated as one batch until EOS."""
     prompts = [encode_prompt(tok, dialog) for dialog in dialogs]
-    s, generator = sampling, generator or sampling.generator(model.output.weight.device)
-    outputs = generate(model, prompts, s, (tok.eos_id,), generator=generator)
+    outputs = generate(model, prompts, sampling, (tok.eos_id,), generator=generator)  # generator: from sampling.seed
     return [tok.decode(ids).strip() for ids in outputs]
 
 
