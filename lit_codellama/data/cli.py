@@ -67,12 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _pin(report: dict[str, Any]) -> str:
+    """How the corpus sha256 compares with the one its recipe pins (nothing when it pins none)."""
+    pinned = report["recipe"].get("sha256")
+    if not pinned:
+        return ""
+    return " (the recipe's pinned sha256)" if pinned == report.get("sha256") else f" (NOT the recipe's pinned {pinned})"
+
+
 def summary(report: dict[str, Any], path: Path) -> str:
     """A human-readable account of a corpus report."""
     mix = report["mix"]
     lines = [
         f"corpus {report['name']} at {path} (recipe fingerprint {report['fingerprint'][:12]})",
-        f"  sha256 {report.get('sha256', 'not recorded (built before corpus sha256s)')}",
+        f"  sha256 {report.get('sha256', 'not recorded (built before corpus sha256s)')}{_pin(report)}",
         (
             f"  {report['documents']:,} documents, {report['tokens']:,} tokens, {report['bytes']:,} bytes, "
             f"vocab {report['vocab_size']:,}; built in {report['seconds']['total']:.0f} s"

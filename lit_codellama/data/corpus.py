@@ -99,11 +99,21 @@ def default_corpus_dir(recipe: Recipe) -> Path:
 
 
 def build_corpus(recipe: Recipe, out: str | Path, num_proc: int | None = None) -> Corpus:
-    """Build `recipe` into `out`, or return the corpus already there if it was built from the same recipe.
+    """Build `recipe` into `out`, or return the corpus already there if it was built from the same recipe; warn
+    when its sha256 is not the one the recipe pins.
 
     Concurrent builders of one dir (e.g. several ranks) wait on a file lock; the first builds, the rest hit the cache.
     """
-    out = Path(out)
+    corpus = _build_or_load(recipe, Path(out), num_proc)
+    if recipe.sha256 and corpus.sha256 != recipe.sha256:
+        warnings.warn(
+            f"recipe {recipe.name!r} built corpus sha256 {corpus.sha256} at {corpus.path}, not the {recipe.sha256} "
+            "it pins: results on it are not comparable with published ones (check the archives and library versions)"
+        )
+    return corpus
+
+
+def _build_or_load(recipe: Recipe, out: Path, num_proc: int | None) -> Corpus:
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{out}.lock"):
         if (out / REPORT).is_file():

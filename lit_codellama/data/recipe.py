@@ -125,7 +125,8 @@ class Decontamination:
 @dataclass
 class Recipe:
     """Everything that determines a corpus. `max_bytes` caps the text read (split across sources by weight);
-    `archives`: the pinned sdists that `{archives}` roots read."""
+    `archives`: the pinned sdists that `{archives}` roots read. `sha256`: the corpus sha256 the recipe is known to
+    build (what published results used), checked after every build; not an input, so not in the fingerprint."""
 
     name: str
     sources: list[Source]
@@ -137,6 +138,7 @@ class Recipe:
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     dedup: Dedup = field(default_factory=Dedup)
     decontamination: Decontamination = field(default_factory=Decontamination)
+    sha256: str | None = None
 
     def __post_init__(self) -> None:
         problems = [f"source {s.name!r}: weight must be > 0" for s in self.sources if not s.weight > 0]
@@ -170,7 +172,8 @@ class Recipe:
 
     def fingerprint(self) -> str:
         """Hash of the resolved recipe and the build version: equal fingerprints mean equal corpora."""
-        blob = json.dumps({"recipe": self.to_dict(), "build_version": BUILD_VERSION}, sort_keys=True)
+        inputs = {k: v for k, v in self.to_dict().items() if k != "sha256"}
+        blob = json.dumps({"recipe": inputs, "build_version": BUILD_VERSION}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @classmethod
