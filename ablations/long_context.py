@@ -2,9 +2,10 @@
 does LCFT cost at short context (Tables 10 and 14)?
 
 Pretrain at a short context L (FIM 0.9), then either fine-tune at 4L with the raised RoPE base (LCFT) or continue
-at L with the pretraining base for the same steps and tokens: the control separates LCFT's effect from that of
-more training. At small scale the bases are the ones that give L and 4L the paper's rotary geometry (Llama 2 at 4K
-with θ = 1e4, Code Llama at 16K with 1e6; `lit_codellama.studies.rope`), the paper preset keeps 1e4 and 1e6.
+at L with the pretraining base for the same steps and tokens on the same long documents: the control separates
+LCFT's effect from that of more training. At small scale the bases are the ones that give L and 4L the paper's
+rotary geometry (Llama 2 at 4K with θ = 1e4, Code Llama at 16K with 1e6; `lit_codellama.studies.rope`), the paper
+preset keeps 1e4 and 1e6.
 Long context is measured on the same target tokens with all preceding tokens vs at most L of them (context gain),
 by position bucket up to 8 x 4L.
 
@@ -82,7 +83,7 @@ SMALL_L, SMALL_LCFT = WINDOWS["small"]
 GPU = Preset(
     train=SHORT_CONTEXT_PRETRAINING["gpu"],
     arms=arms(
-        continued_training(SMALL_L, batch_size=64, steps=375, lr=2e-4, warmup_steps=25),
+        continued_training(SMALL_L, batch_size=64, steps=375, lr=2e-4, warmup_steps=25, min_doc_tokens=SMALL_LCFT),
         continued_training(SMALL_LCFT, batch_size=16, steps=375, lr=2e-4, warmup_steps=25,
                            rope_theta=ROPE["small"]["lcft_theta"]),
         ROPE["small"]["lcft_theta"],
@@ -105,7 +106,7 @@ STUDY = Study(
         "tiny": Preset(
             train=SHORT_CONTEXT_PRETRAINING["tiny"],
             arms=arms(
-                continued_training(TINY_L, batch_size=8, steps=4, lr=1e-3, warmup_steps=1),
+                continued_training(TINY_L, batch_size=8, steps=4, lr=1e-3, warmup_steps=1, min_doc_tokens=TINY_LCFT),
                 continued_training(TINY_LCFT, batch_size=2, steps=4, lr=1e-3, warmup_steps=1,
                                    rope_theta=ROPE["tiny"]["lcft_theta"]),
                 ROPE["tiny"]["lcft_theta"],
@@ -120,7 +121,8 @@ STUDY = Study(
         "small": Preset(
             train=SHORT_CONTEXT_PRETRAINING["small"],
             arms=arms(
-                continued_training(SMALL_L, batch_size=16, steps=150, lr=1e-3, warmup_steps=10),
+                continued_training(SMALL_L, batch_size=16, steps=150, lr=1e-3, warmup_steps=10,
+                                   min_doc_tokens=SMALL_LCFT),
                 continued_training(SMALL_LCFT, batch_size=4, steps=150, lr=1e-3, warmup_steps=10,
                                    rope_theta=ROPE["small"]["lcft_theta"]),
                 ROPE["small"]["lcft_theta"],
@@ -132,24 +134,27 @@ STUDY = Study(
             notes=f"cl-1m with 2 heads of 64 (0.85M parameters outside the embeddings), FIM 0.9. Pretraining: "
             f"L = {SMALL_L} tokens with θ = {ROPE['small']['pretrain_theta']:.4g}, 600 steps of 16x{SMALL_L}; then "
             f"150 steps of 2,048 tokens either at {SMALL_LCFT} tokens with θ = {ROPE['small']['lcft_theta']:.4g} "
-            f"(LCFT) or at {SMALL_L} (control), LR 1e-3. The bases give {ROPE['small']['pretrain_share']:.0%} and "
+            f"(LCFT) or at {SMALL_L} (control), LR 1e-3, both on the same unseen documents of >= {SMALL_LCFT} "
+            f"tokens. The bases give {ROPE['small']['pretrain_share']:.0%} and "
             f"{ROPE['small']['lcft_share']:.0%} of the rotary dimensions a full period inside their window (paper: "
             f"{ROPE['small']['paper_pretrain_share']:.0%} and {ROPE['small']['paper_lcft_share']:.0%}). Context "
             f"gain (primary): 32 held-out documents (10% held out) of >= {8 * SMALL_LCFT} tokens (8 x 4L), each "
             f"token with all preceding tokens vs at most {SMALL_L} (scored {SMALL_L // 4} at a time); perplexity "
             f"at 64-2048 on 8 of them; single-line infilling teacher-forced on all 1,033 tasks, pass@1 on every "
-            f"10th; HumanEval canonical-solution loss (pass@1 left out: at the floor for this size). Budget (2 cores, fp32, measured under load): training 0.25 s/step at 16x128 and 0.32 at "
-            f"4x512 -> ~230 s per seed; evaluation ~100 s per arm (context gain ~45 s, infilling ~40 s): ~9 min "
-            f"per seed, 3 seeds ~28 min. Power: 3 seeds resolve a paired effect larger than t(0.975, 2) / sqrt(3) = 2.48 "
-            f"seed SDs; no pilot measured LCFT vs control beyond 4L (the rope_base pilot's PI gap beyond the "
+            f"10th; HumanEval canonical-solution loss (pass@1 left out: at the floor for this size). Budget (2 "
+            f"cores, fp32, measured under load): training 0.25 s/step at 16x128 and 0.32 at 4x512 -> ~230 s per "
+            f"seed; evaluation ~100 s per arm (context gain ~45 s, infilling ~40 s): ~9 min per seed, 3 seeds ~28 "
+            f"min. Power: 3 seeds resolve a paired effect larger than t(0.975, 2) / sqrt(3) = 2.48 seed SDs; no pilot measured LCFT vs control beyond 4L (the rope_base pilot's PI gap beyond the "
             f"window, +0.21 nats, suggests effects of that order between a base that extrapolates and one that "
             f"does not).",
         ),
         "paper": Preset(
             train="configs/train/code-7b.yaml",
-            # The control matches lcft-7b.yaml's steps, LR schedule and 2M-token batches at 4,096 tokens.
+            # The control matches lcft-7b.yaml's steps, LR schedule, documents, FIM rate and 2M-token batches at
+            # 4,096 tokens.
             arms=arms(
-                continued_training(4096, batch_size=2, accumulate=4, steps=3000, lr=2e-5, warmup_steps=1000),
+                continued_training(4096, batch_size=2, accumulate=4, steps=3000, lr=2e-5, warmup_steps=1000,
+                                   fim_rate=0.9, min_doc_tokens=8192),
                 {},
                 1e6,
                 lcft_config="configs/train/lcft-7b.yaml",

@@ -356,3 +356,15 @@ def test_long_context_presets_have_the_papers_rotary_geometry_and_look_8x_past_l
     lcft_length = max(plan.settings(arm)["data.seq_len"] for arm in plan.preset.arms)
     assert plan.preset.evaluations["context_gain"]["max_length"] >= 8 * lcft_length
     assert plan.preset.evaluations["context_gain"]["n_documents"] >= 32
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "gpu", "paper"])
+def test_lcft_and_its_control_read_the_same_documents_pretraining_never_read(preset):
+    from lit_codellama.studies.cli import load_study
+
+    plan = Plan.make(load_study("long_context"), preset)
+    lcft, control = (plan.train_config(Run(arm, 0))["data"] for arm in ("lcft", "continued"))
+    lcft = lcft.get("init_args", lcft)
+    assert lcft["stage"] == control["stage"] == "continued"
+    assert lcft["min_doc_tokens"] == control["min_doc_tokens"] >= lcft["seq_len"] / 2 > control["seq_len"]
+    assert lcft["fim_rate"] == control["fim_rate"]
