@@ -39,6 +39,22 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     return mean, mean - half, mean + half
 
 
+def seeds_for_half_width(
+    pilot: Sequence[float], half_width: float, confidence: float = 0.95, sd_confidence: float = 0.8
+) -> int:
+    """Seeds for a paired Student-t interval of at most ±`half_width`, planned from a pilot's paired effects: the
+    smallest n >= 2 with t(n - 1) * s / sqrt(n) <= half_width, where s is the upper `sd_confidence` bound (chi-square)
+    of the pilot's SD, so that a pilot that happened to be quiet does not plan too few seeds."""
+    k = len(pilot)
+    if k < 2:
+        raise ValueError("seeds_for_half_width needs a pilot of at least two paired effects")
+    sd = statistics.stdev(pilot) * math.sqrt((k - 1) / stats.chi2.ppf(1 - sd_confidence, df=k - 1))
+    n = 2
+    while stats.t.ppf(0.5 + confidence / 2, df=n - 1) * sd / math.sqrt(n) > half_width:
+        n += 1
+    return n
+
+
 def coordinate_columns(table: pd.DataFrame) -> list[str]:
     """Columns that qualify a metric (e.g. `mode`, `length`, `position`): neither run identity nor value."""
     return [c for c in table.columns if c not in (*RUN_COLUMNS, "metric", "value")]

@@ -1,6 +1,7 @@
 import math
 import statistics
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -161,3 +162,22 @@ def test_the_answer_names_each_claims_estimate_interval_and_verdict_primary_firs
     assert lines[2] == "  = reproduced: the interval excludes 0 on the paper's side"
     (no_cost,) = assess_claims(table, [claim(margin=0.5)])
     assert "CONTRADICTED" in format_claims([no_cost]) and "beyond the margin" in format_claims([no_cost])
+
+
+def test_seeds_are_planned_from_the_pilots_sd_upper_bound_to_reach_the_half_width():
+    from scipy import stats as scipy_stats
+
+    from lit_codellama.studies.stats import seeds_for_half_width
+
+    pilot = [0.004, -0.002, 0.0015, 0.001]  # SD 0.00245
+    bound = np.std(pilot, ddof=1) * np.sqrt(3 / scipy_stats.chi2.ppf(0.2, 3))  # the SD's upper 80% bound: x 1.73
+
+    def half_width(n):
+        return scipy_stats.t.ppf(0.975, n - 1) * bound / np.sqrt(n)
+
+    n = seeds_for_half_width(pilot, 0.005)
+    assert half_width(n) <= 0.005 < half_width(n - 1) and n == 6  # 2.571 x 0.00426 / sqrt(6) = 0.00447
+    assert seeds_for_half_width(pilot, 0.005, sd_confidence=0.5) < n  # a looser bound plans fewer
+    assert seeds_for_half_width(pilot, 0.0025) > n  # half the width needs about four times the seeds
+    with pytest.raises(ValueError, match="at least two"):
+        seeds_for_half_width([0.01], 0.005)
