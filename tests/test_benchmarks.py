@@ -48,3 +48,16 @@ def test_study_eval_throughput_times_each_evaluation_of_a_preset_and_saves_what_
     assert set(report["timings"]) == {"val_loss_s", "humaneval_loss_s"}
     assert report["total_s"] == pytest.approx(sum(report["timings"].values()), abs=0.05)
     assert report["measurements"] and report["cpu"]["model"]
+
+
+def test_eval_throughput_times_execution_overlapped_with_generation_against_after_it(tmp_path):
+    out = tmp_path / "eval_overlap.json"
+    args = ["--overlap", "--limit", "6", "--max-new-tokens", "4", "--repeats", "2", "--out", str(out)]
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_throughput.py"), *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["same_verdicts"] and sum(report["status_counts"].values()) == report["n_programs"] == 6
+    assert len(report["overlapped_s"]) == len(report["sequential_s"]) == 2
+    assert report["ratio_sequential_over_overlapped"] == pytest.approx(
+        report["sequential_median_s"] / report["overlapped_median_s"], abs=2e-3)
