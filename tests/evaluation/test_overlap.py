@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from lit_codellama.evaluation.execution import ProgramPool
 from lit_codellama.evaluation.sandbox import Sandbox
 from lit_codellama.evaluation.tasks import CodeProblem, evaluate_problems, generate_samples, score_samples
 from lit_codellama.generate import SamplingConfig
@@ -35,6 +36,11 @@ class RecordingSandbox(Sandbox):
     def run(self, *args, **kwargs):
         self.events.append("run")
         return super().run(*args, **kwargs)
+
+
+def hung_program(marker: str) -> str:
+    return ("import os, sys\n"
+            f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])\n")
 
 
 def verdicts(out_dir) -> list[tuple]:
@@ -68,9 +74,7 @@ def test_programs_run_while_the_model_generates_with_the_verdicts_of_generating_
 
 def test_ctrl_c_during_generation_kills_the_programs_in_flight(tiny_model, tokenizer, tmp_path, host_processes_with):
     marker = f"hung-{uuid.uuid4().hex}"
-    hang = ("import os, sys\n"
-            f"os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])\n")
-    problems = [CodeProblem(f"H/{i}", f"{hang}{i}\n{COMMENT}", "", stop=("\n",)) for i in range(2)]  # 2 programs
+    problems = [CodeProblem(f"H/{i}", f"{hung_program(marker)}{i}\n{COMMENT}", "", stop=("\n",)) for i in range(2)]  # 2 programs
     # Longer prompts than the hung ones', so generated after them (batches go by prompt length).
     problems += [CodeProblem(f"P/{i}", "x = 1\n" * 30 + COMMENT, TESTS[0], stop=("\n",)) for i in range(60)]
     both_hang = threading.Event()
@@ -100,3 +104,29 @@ def test_ctrl_c_during_generation_kills_the_programs_in_flight(tiny_model, token
     assert seconds < 10, seconds  # a loose bound: the programs that run are killed, the queued ones never start
     assert host_processes_with(marker) == []
     assert not (tmp_path / "out" / "results.jsonl").exists()  # as when Ctrl-C comes before any program runs
+
+
+class LeavePool(Exception):
+    pass
+
+
+def test_submitting_waits_while_max_pending_programs_are_queued_or_running(sandbox, host_processes_with):
+    marker = f"hung-{uuid.uuid4().hex}"
+    submitted = []
+
+    def submit_another(pool):
+        try:
+            submitted.append(pool.submit("pass"))
+        except RuntimeError:  # the pool shut down while it waited
+            pass
+
+    with pytest.raises(LeavePool), ProgramPool(sandbox, workers=1, max_pending=1, progress=False) as pool:
+        pool.submit(hung_program(marker))
+        waiting = threading.Thread(target=submit_another, args=(pool,), daemon=True)
+        waiting.start()
+        while not host_processes_with(marker):
+            time.sleep(0.05)
+        waiting.join(timeout=1)
+        assert not submitted  # the one program runs for a minute: no room for a second before then
+        raise LeavePool
+    assert host_processes_with(marker) == []  # leaving on an exception killed it
