@@ -20,11 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_codellama.evaluation.data import EvalInputError, read_jsonl, write_jsonl
-from lit_codellama.evaluation.execution import (
-    LANGUAGES,
-    ExecutionInterrupted,
-    ProgramPool,
-)
+from lit_codellama.evaluation.execution import LANGUAGES, ExecutionInterrupted, ProgramPool
 from lit_codellama.evaluation.metrics import pass_at_k_table
 from lit_codellama.evaluation.sandbox import ExecResult, Sandbox
 from lit_codellama.generate import SamplingConfig, complete, infill
@@ -75,11 +71,9 @@ def generate_samples(
 ) -> list[Sample]:
     """`n_samples` completions per problem (left to right, or the middle in PSM/SPM order), problem by problem;
     `progress`: a bar of samples generated (on a terminal)."""
-    samples: list[Sample] = [None] * (len(problems) * n_samples)  # type: ignore[list-item]
-    for batch in generated_batches(model, tok, problems, sampling, n_samples, batch_size, infill_mode, progress, desc):
-        for i, sample in batch:
-            samples[i] = sample
-    return samples
+    batches = generated_batches(model, tok, problems, sampling, n_samples, batch_size, infill_mode, progress, desc)
+    samples = dict(pair for batch in batches for pair in batch)
+    return [samples[i] for i in range(len(samples))]
 
 
 def generated_batches(
