@@ -44,6 +44,7 @@ from lit_codellama.evaluation.humaneval import humaneval_problems
 from lit_codellama.evaluation.sandbox import Sandbox
 from lit_codellama.evaluation.tasks import CodeProblem, evaluate_problems, generate_samples, score_samples
 from lit_codellama.generate import SamplingConfig
+from lit_codellama.precision import cpu_info
 from lit_codellama.tokenizer import Tokenizer, train_tokenizer
 
 RESULTS = Path(__file__).parent / "results" / "eval_throughput.json"
@@ -160,9 +161,14 @@ def overlap(args: argparse.Namespace) -> dict:
         "ratio_bound": round(medians["sequential"] / max(medians["generation"], medians["execution"]), 3),
         "status_counts": {s: statuses.count(s) for s in sorted(set(statuses))},
         "same_verdicts": True,
-        "machine": {"cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                    "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {**machine(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
     }
+
+
+def machine() -> dict:
+    """This machine: cores, CPU model and bf16 flags, Python and platform."""
+    return {"cpus": os.cpu_count(), "cpu": cpu_info(), "python": platform.python_version(),
+            "platform": platform.platform()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "startup_per_program": {k: round(v, 4) for k, v in startup_cost(sandbox).items()},
         "sandbox": sandbox.isolation.detail,
         "human_eval": human_eval_note,
-        "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
-                    "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {**machine(), "load_average_1m": round(os.getloadavg()[0], 2)},
     }
     return save(args.out or RESULTS, result)
 
