@@ -1,6 +1,7 @@
 """The benchmarks still run and save what they print (a smoke run on the smallest preset; nothing is timed here)."""
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,27 @@ def test_eval_throughput_times_execution_overlapped_with_generation_against_afte
     sequential, overlapped = report["sequential_median_s"], report["overlapped_median_s"]  # rounded to 1 ms
     rounding = 0.0005 / sequential + 0.0005 / overlapped
     assert report["ratio_sequential_over_overlapped"] == pytest.approx(sequential / overlapped, rel=rounding + 1e-3)
+
+
+def test_profile_vs_transformers_splits_each_models_time_by_kind_of_op_and_saves_json(tmp_path):
+    out = tmp_path / "profile.json"
+    args = ["--preset", "cl-1m", "--seq-len", "32", "--batch-size", "2", "--prompt-len", "8", "--new-tokens", "4",
+            "--repeats", "2", "--profiled", "1", "--top", "5", "--out", str(out)]
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "profile_vs_transformers.py"), *args],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["cpu"]["model"] and len(report["load_average_at_start"]) == 3
+    for kind in ("training", "generation"):
+        profiles = report[kind]["bf16-mixed"]
+        for name in ("ours", "transformers"):
+            p = profiles[name]
+            assert sum(p["shares_of_op_time"].values()) == pytest.approx(1.0)
+            assert p["shares_of_op_time"]["matmul"] > 0 and p["shares_of_op_time"]["attention"] > 0
+            # AdamW's ops are found under its step in training, and generation has no optimizer.
+            assert (p["shares_of_op_time"]["optimizer"] > 0) == (kind == "training")
+            assert len(p["top_ops"]) == 5 and p["top_ops"][0]["self_s"] >= p["top_ops"][-1]["self_s"]
+            assert p["aten_ops"] > 0 and p["unprofiled_wall_s"] > 0
+        rounds = zip(profiles["transformers"]["unprofiled_wall_s_all"], profiles["ours"]["unprofiled_wall_s_all"])
+        assert profiles["ours_speedup"] == pytest.approx(statistics.median(hf / ours for hf, ours in rounds))
+    assert "batch-1 generation" in result.stdout
