@@ -88,6 +88,19 @@ def transformers_model(config: ModelConfig) -> LlamaForCausalLM:
     ))
 
 
+def fit_config(preset: str, data: dict, max_steps: int, run_dir: str) -> dict:
+    """The `fit` config every Lightning arm runs: code-small.yaml's optimisation, no validation, no checkpoints."""
+    return {
+        "seed_everything": 1234,
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": max_steps, "gradient_clip_val": 1.0,
+                    "limit_val_batches": 0, "enable_progress_bar": False, "enable_model_summary": False,
+                    "log_every_n_steps": 10, "default_root_dir": run_dir},
+        "model": {"model_config": {"preset": preset}, "lr": LR, "warmup_steps": WARMUP_STEPS, "decay_steps": MAX_STEPS},
+        "checkpoint": {"every_n_train_steps": 10_000},
+        "data": data,
+    }
+
+
 def benchmark(preset: str, data: dict, steps: int) -> dict:
     config = ModelConfig.from_name(preset, vocab_size=CodeDataModule(**data).tokenizer.vocab_size)
     tokens_per_step = data["batch_size"] * data["seq_len"]
@@ -98,16 +111,7 @@ def benchmark(preset: str, data: dict, steps: int) -> dict:
     paired = PairedSteps({"pytorch": BareLoop(Llama(config)), "transformers": BareLoop(transformers_model(config))})
     ceiling_before = measure_matmul_flops()
     with tempfile.TemporaryDirectory() as run_dir:
-        train({
-            "seed_everything": 1234,
-            "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": WARMUP + steps, "gradient_clip_val": 1.0,
-                        "limit_val_batches": 0, "enable_progress_bar": False, "enable_model_summary": False,
-                        "log_every_n_steps": 10, "default_root_dir": run_dir},
-            "model": {"model_config": {"preset": preset}, "lr": LR, "warmup_steps": WARMUP_STEPS,
-                      "decay_steps": MAX_STEPS},
-            "checkpoint": {"every_n_train_steps": 10_000},
-            "data": data,
-        }, callbacks=[paired])
+        train(fit_config(preset, data, WARMUP + steps, run_dir), callbacks=[paired])
     ceiling = statistics.median([ceiling_before, measure_matmul_flops()])
     times = {arm: arm_times[WARMUP:] for arm, arm_times in paired.times.items()}
     arms = {}
