@@ -37,10 +37,13 @@ def cpu_info() -> dict[str, Any]:
 
 @cache
 def bf16_matmul_speedup(size: int = 512, repeats: int = 8) -> float:
-    """float32 time over bf16 time of one size x size matmul on the CPU, best of `repeats` each (~0.1 s)."""
+    """float32 time over bf16 time of one size x size matmul on the CPU, best of `repeats` each (~0.1 s). Its random
+    operands come from a generator of its own: the global one is seeded for the run about to start, and drawing
+    from it here would give the first run of a process another initialisation than the same seed gets later."""
+    generator = torch.Generator().manual_seed(0)
 
     def best_seconds(dtype: torch.dtype) -> float:
-        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        a, b = (torch.randn(size, size, generator=generator).to(dtype) for _ in range(2))
         a @ b  # first call: oneDNN picks and JIT-compiles its kernel
         times = []
         for _ in range(repeats):

@@ -55,3 +55,15 @@ def test_a_short_bf16_run_tracks_the_float32_loss_curve(corpus_dir, tmp_path):
     assert fp32[-1] < fp32[0] - 1.0  # the curve being tracked does fall
     # Tolerance: 0.05 nats per step (bf16's 8-bit mantissa in the matmuls; the loss itself is float32).
     assert abs(bf16 - fp32).max() < 0.05
+
+
+def test_the_bf16_probe_draws_nothing_from_the_seeded_global_generator():
+    """The probe runs inside a process's first `auto` run, after seeding: drawing from the global generator there
+    gave that run another initialisation than the same seed gets in any later run (a study's first seed did)."""
+    import torch
+
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    precision.bf16_matmul_speedup.__wrapped__(size=64, repeats=1)
+    assert torch.equal(torch.rand(4), expected)
