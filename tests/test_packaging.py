@@ -77,10 +77,22 @@ def test_install_script_takes_cpu_torch_from_the_cpu_index_where_reachable(tmp_p
         (tmp_path / stub).chmod(0o755)
     env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(["bash", str(ROOT / "scripts/install.sh")], env=env, capture_output=True, text=True, check=True)
-    torch = (ROOT / "constraints-cpu.txt").read_text().split("==")[1].strip()
+    (torch,) = [line.split("==")[1] for line in (ROOT / "constraints-cpu.txt").read_text().splitlines()
+                if line.startswith("torch==")]
     calls = [call for call in log.read_text().splitlines() if call.startswith("-m pip")]
     cpu_torch = f"-m pip install -q --index-url https://download.pytorch.org/whl/cpu torch=={torch}+cpu"
     assert calls == ([cpu_torch] if cpu_index_reachable else []) + [
         "-m pip install -q -c constraints-cpu.txt -e .[dev,hf,notebooks]"
     ]
     assert ("unreachable" in result.stderr) is not cpu_index_reachable
+
+
+def test_the_libraries_that_decide_the_corpus_are_pinned_at_the_versions_that_built_it():
+    from importlib.metadata import version
+
+    from lit_codellama.data.corpus import CORPUS_LIBRARIES
+
+    pins = dict(line.split("==") for line in (ROOT / "constraints-cpu.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert {"sentencepiece", "datasketch"} <= set(pins) <= {"torch", *CORPUS_LIBRARIES}
+    assert all(version(pkg) == pins[pkg] for pkg in pins if pkg != "torch")  # this environment is the pinned one

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import platform
 import random
 import shutil
 import time
@@ -28,6 +29,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,11 @@ def default_corpus_dir(recipe: Recipe) -> Path:
     return Path(root) / f"{recipe.name}-{recipe.fingerprint()[:12]}"
 
 
+# The libraries whose version can change which documents are kept (tokenizer training, MinHash, sampling); recorded in
+# corpus.json and pinned in constraints-cpu.txt.
+CORPUS_LIBRARIES = ("sentencepiece", "datasketch", "numpy", "datasets")
+
+
 def build_corpus(recipe: Recipe, out: str | Path, num_proc: int | None = None) -> Corpus:
     """Build `recipe` into `out`, or return the corpus already there if it was built from the same recipe; warn
     when its sha256 is not the one the recipe pins.
@@ -108,7 +115,8 @@ def build_corpus(recipe: Recipe, out: str | Path, num_proc: int | None = None) -
     if recipe.sha256 and corpus.sha256 != recipe.sha256:
         warnings.warn(
             f"recipe {recipe.name!r} built corpus sha256 {corpus.sha256} at {corpus.path}, not the {recipe.sha256} "
-            "it pins: results on it are not comparable with published ones (check the archives and library versions)"
+            "it pins: results on it are not comparable with published ones (compare the library versions in its "
+            "corpus.json with constraints-cpu.txt)"
         )
     return corpus
 
@@ -173,6 +181,7 @@ class _Build:
             "decontamination": results.get("decontamination") or {},
             "languages": _by_language(kept),
             "seconds": {**self.seconds, "total": time.perf_counter() - start},
+            "versions": {"python": platform.python_version(), **{pkg: version(pkg) for pkg in CORPUS_LIBRARIES}},
         }
         dedup_seconds = self.seconds.get("exact_dedup", 0.0) + self.seconds.get("near_dedup", 0.0)
         report["collected_documents"] = self.collected
