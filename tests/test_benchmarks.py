@@ -51,6 +51,20 @@ def test_study_eval_throughput_times_each_evaluation_of_a_preset_and_saves_what_
     assert report["measurements"] and report["cpu"]["model"]
 
 
+def test_eval_throughput_times_execution_overlapped_with_generation_against_after_it(tmp_path):
+    out = tmp_path / "eval_overlap.json"
+    args = ["--overlap", "--limit", "6", "--max-new-tokens", "4", "--repeats", "2", "--out", str(out)]
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_throughput.py"), *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["same_verdicts"] and sum(report["status_counts"].values()) == report["n_programs"] == 6
+    assert len(report["overlapped_s"]) == len(report["sequential_s"]) == 2
+    sequential, overlapped = report["sequential_median_s"], report["overlapped_median_s"]  # rounded to 1 ms
+    rounding = 0.0005 / sequential + 0.0005 / overlapped
+    assert report["ratio_sequential_over_overlapped"] == pytest.approx(sequential / overlapped, rel=rounding + 1e-3)
+
+
 def test_profile_vs_transformers_splits_each_models_time_by_kind_of_op_and_saves_json(tmp_path):
     out = tmp_path / "profile.json"
     args = ["--preset", "cl-1m", "--seq-len", "32", "--batch-size", "2", "--prompt-len", "8", "--new-tokens", "4",

@@ -1,4 +1,4 @@
-"""How each language's programs are built and run in the sandbox, and a parallel runner with a progress bar.
+"""How each language's programs are built and run in the sandbox, and a pool that runs them in parallel.
 
 Every program ends with its language's epilogue, which runs after the tests have returned and prints the line on
 stdin: the sandbox's one-time token, without which a run does not pass (see sandbox.py). Where tests run inside a
@@ -8,11 +8,13 @@ C++'s NDEBUG, Java without -ea, C# without DEBUG), the epilogue prints nothing u
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 
@@ -174,6 +176,68 @@ def run_program(
     return sandbox.run(spec.command, {spec.filename: source + spec.epilogue}, limits or spec.limits, cancel)
 
 
+class ProgramPool:
+    """Programs running in parallel (one sandbox each, `workers` at a time, default the number of cores) while the
+    caller goes on, e.g. generating the next ones. `submit` waits while `max_pending` programs (never fewer than
+    `workers`) are queued or running.
+    Leaving the `with` block on an exception (Ctrl-C included) kills the running programs and cancels the queued
+    ones within moments; a Ctrl-C in `results` raises ExecutionInterrupted."""
+
+    def __init__(
+        self, sandbox: Sandbox, language: str = "python", limits: Limits | None = None, workers: int | None = None,
+        progress: bool = True, desc: str = "executing", max_pending: int | None = None,
+    ):
+        if language not in LANGUAGES:
+            raise ValueError(f"unknown language {language!r}; known: {sorted(LANGUAGES)}")
+        self._run = functools.partial(run_program, sandbox, language=language, limits=limits)
+        self._workers = workers or os.cpu_count() or 1
+        self._room = threading.Semaphore(max(max_pending, self._workers)) if max_pending else None
+        self._bar = progress_bar(total=0, desc=desc, leave=False, enabled=progress)
+        self._submitted = 0
+
+    def __enter__(self) -> ProgramPool:
+        self._cancel = Cancellation()
+        self._pool = ThreadPoolExecutor(self._workers)
+        return self
+
+    def submit(self, source: str) -> Future[ExecResult]:
+        if self._room is not None:
+            self._room.acquire()
+        future = self._pool.submit(self._run, source, cancel=self._cancel)
+        self._submitted += 1
+        self._bar.total = self._submitted
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _: Future) -> None:
+        self._bar.update()
+        if self._room is not None:
+            self._room.release()
+
+    def results(self, futures: Sequence[Future[ExecResult]]) -> list[ExecResult]:
+        """The futures' results, in order."""
+        try:
+            return [future.result() for future in futures]
+        except KeyboardInterrupt:
+            self._stop()
+        results = [f.result() if f.done() and not f.cancelled() and f.exception() is None else None for f in futures]
+        finished = sum(r is not None for r in results)
+        raise ExecutionInterrupted(f"interrupted: {finished} of {len(futures)} programs had finished; the running "
+                                   "ones were killed and the rest cancelled", results)
+
+    def _stop(self) -> None:
+        self._cancel.set()
+        self._pool.shutdown(cancel_futures=True)  # the running ones return (or raise RunCancelled) at once
+
+    def __exit__(self, error_type, *_) -> None:
+        if error_type is None:
+            self._pool.shutdown()
+        else:  # before the pool's own exit, which would wait for the whole queue
+            self._stop()
+        self._bar.close()
+        self._cancel.__exit__()
+
+
 def run_programs(
     sandbox: Sandbox,
     sources: Sequence[str],
@@ -185,21 +249,5 @@ def run_programs(
 ) -> list[ExecResult]:
     """Run programs in parallel (one sandbox each), in order; `workers` defaults to the number of cores.
     On Ctrl-C, kills the running programs, cancels the rest and raises ExecutionInterrupted within moments."""
-    if language not in LANGUAGES:
-        raise ValueError(f"unknown language {language!r}; known: {sorted(LANGUAGES)}")
-    workers = workers or os.cpu_count() or 1
-    bar = progress_bar(total=len(sources), desc=desc, leave=False, enabled=progress)
-    with Cancellation() as cancel, ThreadPoolExecutor(workers) as pool, bar:
-        futures = [pool.submit(run_program, sandbox, source, language, limits, cancel) for source in sources]
-        for future in futures:
-            future.add_done_callback(lambda _: bar.update())
-        try:
-            return [future.result() for future in futures]
-        except KeyboardInterrupt:
-            cancel.set()
-            pool.shutdown(cancel_futures=True)  # the running ones return (or raise RunCancelled) at once
-    results = [f.result() if f.done() and not f.cancelled() and f.exception() is None else None for f in futures]
-    finished = sum(r is not None for r in results)
-    raise ExecutionInterrupted(f"interrupted: {finished} of {len(sources)} programs had finished; the running ones "
-                               "were killed and the rest cancelled", results)
-
+    with ProgramPool(sandbox, language, limits, workers, progress, desc) as pool:
+        return pool.results([pool.submit(source) for source in sources])

@@ -13,13 +13,14 @@ import math
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from lit_codellama.evaluation.data import EvalInputError, read_jsonl, write_jsonl
-from lit_codellama.evaluation.execution import LANGUAGES, ExecutionInterrupted, run_programs
+from lit_codellama.evaluation.execution import LANGUAGES, ExecutionInterrupted, ProgramPool
 from lit_codellama.evaluation.metrics import pass_at_k_table
 from lit_codellama.evaluation.sandbox import ExecResult, Sandbox
 from lit_codellama.generate import SamplingConfig, complete, infill
@@ -70,33 +71,39 @@ def generate_samples(
 ) -> list[Sample]:
     """`n_samples` completions per problem (left to right, or the middle in PSM/SPM order), problem by problem;
     `progress`: a bar of samples generated (on a terminal)."""
+    batches = generated_batches(model, tok, problems, sampling, n_samples, batch_size, infill_mode, progress, desc)
+    samples = dict(pair for batch in batches for pair in batch)
+    return [samples[i] for i in range(len(samples))]
+
+
+def generated_batches(
+    model, tok, problems: Sequence[CodeProblem], sampling: SamplingConfig, n_samples: int, batch_size: int,
+    infill_mode: str | None, progress: bool, desc: str,
+) -> Iterator[list[tuple[int, Sample]]]:
+    """`generate_samples`' samples a batch at a time, as they are generated: (index in its list, sample) pairs."""
     if n_samples > 1 and sampling.temperature == 0.0:
         raise ValueError(f"n_samples={n_samples} with greedy decoding gives identical samples; set temperature > 0")
     if infill_mode not in (None, *INFILL_MODES):
         raise ValueError(f"infill_mode must be one of {INFILL_MODES} or None, got {infill_mode!r}")
     generator = sampling.generator(model.output.weight.device)  # one stream of draws across all batches
     requests = [p for p in problems for _ in range(n_samples)]
-    # Similar lengths share a batch (less left padding); results go back to problem order.
+    # Similar lengths share a batch (less left padding); the indices say where each sample goes.
     order = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt) + len(requests[i].suffix))
-    texts: list[str] = [""] * len(requests)
     by_stop: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for i in order:
         by_stop[requests[i].stop].append(i)
-    bar = progress_bar(total=len(requests), desc=desc, unit="sample", leave=False, enabled=progress)
-    for stop, group in by_stop.items():
-        for start in range(0, len(group), batch_size):  # a batch at a time, for the progress bar
-            indices = group[start : start + batch_size]
-            batch = [requests[i] for i in indices]
-            if infill_mode is None:
-                outputs = complete(model, tok, [p.prompt for p in batch], sampling, stop, batch_size, generator)
-            else:
-                outputs = infill(model, tok, [p.prompt for p in batch], [p.suffix for p in batch],
-                                 infill_mode == "spm", sampling, batch_size, generator)
-            for i, text in zip(indices, outputs, strict=True):
-                texts[i] = text
-            bar.update(len(indices))
-    bar.close()
-    return [Sample(p.task_id, text) for p, text in zip(requests, texts, strict=True)]
+    with progress_bar(total=len(requests), desc=desc, unit="sample", leave=False, enabled=progress) as bar:
+        for stop, group in by_stop.items():
+            for start in range(0, len(group), batch_size):
+                indices = group[start : start + batch_size]
+                batch = [requests[i] for i in indices]
+                if infill_mode is None:
+                    outputs = complete(model, tok, [p.prompt for p in batch], sampling, stop, batch_size, generator)
+                else:
+                    outputs = infill(model, tok, [p.prompt for p in batch], [p.suffix for p in batch],
+                                     infill_mode == "spm", sampling, batch_size, generator)
+                bar.update(len(indices))
+                yield [(i, Sample(requests[i].task_id, text)) for i, text in zip(indices, outputs, strict=True)]
 
 
 def read_samples(path: str | Path, problems: Sequence[CodeProblem]) -> list[Sample]:
@@ -134,70 +141,127 @@ def score_samples(
     `generations.json` (see `bigcode_generations`). Only problems that have samples are scored; the summary counts
     both.
     """
-    by_id = {p.task_id: p for p in problems}
-    if len(by_id) != len(problems):
-        raise ValueError(f"{task}: task ids are not unique")
     if not samples:
         raise EvalInputError(f"{task}: no samples to score")
-    unknown = sorted({s.task_id for s in samples} - set(by_id))
+    unknown = sorted({s.task_id for s in samples} - {p.task_id for p in problems})
     if unknown:
         raise EvalInputError(f"{task}: samples for unknown task ids {unknown[:5]}")
-    languages = {by_id[s.task_id].language for s in samples}
-    if len(languages) != 1:
-        raise ValueError(f"{task}: samples mix languages {sorted(languages)}; score one language at a time")
-    [language] = languages
-    missing = LANGUAGES[language].missing_toolchain()
-    if missing:
-        raise EvalInputError(f"{task}: cannot run {language} programs: {missing}")
-    sandbox = sandbox or Sandbox()
-    limits = LANGUAGES[language].limits
-    if timeout_s is not None:
-        limits = dataclasses.replace(limits, wall_s=timeout_s, cpu_s=math.ceil(timeout_s))
-    start = time.monotonic()
-    programs = [by_id[s.task_id].program(s.completion) for s in samples]
-    verdicts = {program: _not_runnable(program) for program in programs}
-    for sample, program in zip(samples, programs, strict=True):
-        if verdicts[program] is not None:
-            log.warning("%s: a sample of %s fails without running: %s", task, sample.task_id, verdicts[program].output)
-    if language == "python":
-        verdicts = {program: verdict or _syntax_error(program) for program, verdict in verdicts.items()}
-    unique = [program for program, verdict in verdicts.items() if verdict is None]
-    try:
-        verdicts.update(zip(unique, run_programs(sandbox, unique, language, limits, workers, progress, task),
-                            strict=True))
-    except ExecutionInterrupted as e:
+    scored = {s.task_id for s in samples}
+    scoring = Scoring(task, problems, [p for p in problems if p.task_id in scored], sandbox, timeout_s, workers,
+                      progress)
+    return scoring.score([list(enumerate(samples))], ks, out_dir, extra)
+
+
+@dataclass
+class Scoring:
+    """How a task's samples are scored: its problems, the sandbox and limits of their one language. Checked before
+    any work (`sampled`: the problems that will have samples)."""
+
+    task: str
+    problems: Sequence[CodeProblem]
+    sampled: Sequence[CodeProblem]
+    sandbox: Sandbox | None = None
+    timeout_s: float | None = None
+    workers: int | None = None
+    progress: bool = True
+    max_pending: int | None = None  # programs queued or running at once; None: no bound
+
+    def __post_init__(self):
+        self.by_id = {p.task_id: p for p in self.problems}
+        if len(self.by_id) != len(self.problems):
+            raise ValueError(f"{self.task}: task ids are not unique")
+        languages = {p.language for p in self.sampled}
+        if len(languages) != 1:
+            raise ValueError(f"{self.task}: samples mix languages {sorted(languages)}; score one language at a time")
+        [self.language] = languages
+        missing = LANGUAGES[self.language].missing_toolchain()
+        if missing:
+            raise EvalInputError(f"{self.task}: cannot run {self.language} programs: {missing}")
+        self.sandbox = self.sandbox or Sandbox()
+        self.limits = LANGUAGES[self.language].limits
+        if self.timeout_s is not None:
+            self.limits = dataclasses.replace(self.limits, wall_s=self.timeout_s, cpu_s=math.ceil(self.timeout_s))
+
+    def score(
+        self, batches: Iterable[list[tuple[int, Sample]]], ks: Sequence[int], out_dir: str | Path | None,
+        extra: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Score `batches` of (index, sample) pairs, each batch's programs running while the next batch is made (by
+        a generator, say): the summary, and with `out_dir` its files, as `score_samples`. Ctrl-C before the last
+        batch is in kills the running programs and raises KeyboardInterrupt; after, ExecutionInterrupted."""
+        with ProgramPool(self.sandbox, self.language, self.limits, self.workers, self.progress, self.task,
+                         self.max_pending) as pool:
+            samples, verdicts = self._start_all(pool, batches)
+            waited = time.monotonic()
+            runs = {program: v for program, v in verdicts.items() if isinstance(v, Future)}
+            try:
+                verdicts.update(zip(runs, pool.results(list(runs.values())), strict=True))
+            except ExecutionInterrupted as e:
+                verdicts.update(zip(runs, e.results, strict=True))
+                self._interrupted(e, _records(samples, [verdicts[self._program(s)] for s in samples]), out_dir)
+        records = _records(samples, [verdicts[self._program(s)] for s in samples])
+        return self._summary(samples, records, len(runs), time.monotonic() - waited, ks, out_dir, extra)
+
+    def _start_all(self, pool: ProgramPool, batches: Iterable[list[tuple[int, Sample]]]) -> tuple[list[Sample], dict]:
+        """The samples in index order, and the verdict on each distinct program: an ExecResult, or the Future of
+        its run (started as its batch came in)."""
+        samples: dict[int, Sample] = {}
+        verdicts: dict[str, ExecResult | Future] = {}
+        for batch in batches:
+            samples.update(batch)
+            for _, sample in batch:
+                program = self._program(sample)
+                if program not in verdicts:
+                    verdicts[program] = self._judged_unrun(sample, program) or pool.submit(program)
+        return [samples[i] for i in sorted(samples)], verdicts
+
+    def _program(self, sample: Sample) -> str:
+        return self.by_id[sample.task_id].program(sample.completion)
+
+    def _judged_unrun(self, sample: Sample, program: str) -> ExecResult | None:
+        """The verdict on a program that cannot pass, found without running it, or None."""
+        verdict = _not_runnable(program)
+        if verdict is not None:
+            log.warning("%s: a sample of %s fails without running: %s", self.task, sample.task_id, verdict.output)
+            return verdict
+        return _syntax_error(program) if self.language == "python" else None
+
+    def _interrupted(self, e: ExecutionInterrupted, records: list[dict[str, Any]], out_dir: str | Path | None):
         if out_dir is None:
-            raise
-        verdicts.update(zip(unique, e.results, strict=True))
-        records = _records(samples, [verdicts[program] for program in programs])
+            raise e
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         write_jsonl(Path(out_dir) / "results.jsonl", records)
         raise ExecutionInterrupted(f"{e}; the {len(records)} samples scored so far are in "
                                    f"{Path(out_dir) / 'results.jsonl'} (no summary.json)", e.results) from None
-    records = _records(samples, [verdicts[program] for program in programs])
-    execution_s = time.monotonic() - start
-    per_task: dict[str, list[bool]] = defaultdict(list)
-    for record in records:
-        per_task[record["task_id"]].append(record["passed"])
-    summary = {
-        "task": task,
-        **pass_at_k_table([(len(v), sum(v)) for v in per_task.values()], ks),
-        "n_problems": len(per_task),
-        "n_problems_in_task": len(problems),
-        "n_samples": len(samples),
-        "n_programs_run": len(unique),
-        "status_counts": dict(Counter(r["status"] for r in records)),
-        "execution_s": round(execution_s, 3),
-        "sandbox": sandbox.isolation.detail,
-        "limits": asdict(limits),
-        **(extra or {}),
-    }
-    if len(per_task) < len(problems):
-        log.warning("%s: scored %d of %d problems (the others have no samples)", task, len(per_task), len(problems))
-    if out_dir is not None:
-        write_results(out_dir, records, summary)
-        (Path(out_dir) / "generations.json").write_text(json.dumps(bigcode_generations(problems, samples)) + "\n")
-    return summary
+
+    def _summary(
+        self, samples: list[Sample], records: list[dict[str, Any]], n_run: int, execution_s: float,
+        ks: Sequence[int], out_dir: str | Path | None, extra: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        per_task: dict[str, list[bool]] = defaultdict(list)
+        for record in records:
+            per_task[record["task_id"]].append(record["passed"])
+        summary = {
+            "task": self.task,
+            **pass_at_k_table([(len(v), sum(v)) for v in per_task.values()], ks),
+            "n_problems": len(per_task),
+            "n_problems_in_task": len(self.problems),
+            "n_samples": len(samples),
+            "n_programs_run": n_run,
+            "status_counts": dict(Counter(r["status"] for r in records)),
+            "execution_s": round(execution_s, 3),  # waiting for verdicts once all samples were there
+            "sandbox": self.sandbox.isolation.detail,
+            "limits": asdict(self.limits),
+            **(extra or {}),
+        }
+        if len(per_task) < len(self.problems):
+            log.warning("%s: scored %d of %d problems (the others have no samples)", self.task, len(per_task),
+                        len(self.problems))
+        if out_dir is not None:
+            write_results(out_dir, records, summary)
+            generations = bigcode_generations(self.problems, samples)
+            (Path(out_dir) / "generations.json").write_text(json.dumps(generations) + "\n")
+        return summary
 
 
 def _records(samples: Sequence[Sample], results: Sequence[ExecResult | None]) -> list[dict[str, Any]]:
@@ -276,21 +340,33 @@ def evaluate_problems(
     answer_to_code: Callable[[str], str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Sample completions from `model` and score them: the summary dict, with `pass@k` at the top level.
+    """Sample completions from `model` and score them: the summary dict, with `pass@k` at the top level. The
+    programs of each batch run in the sandbox while the next batch is generated (at most two batches' worth queued or
+    running: generation waits for the rest).
 
     answer_to_code: for models that answer in prose (Instruct), the code to score from each answer; the raw answers
     then go to `answers.jsonl` beside the results. extra: more fields for the summary.
     """
-    sandbox = sandbox or Sandbox()  # refuse before spending time on generation
+    # Refuse (no sandbox, no toolchain) before spending time on generation.
+    scoring = Scoring(task, problems, problems, sandbox, timeout_s, workers, progress,
+                      max_pending=2 * batch_size)
     settings = {**asdict(sampling), "n_samples": n_samples, "infill_mode": infill_mode}
-    start = time.monotonic()
-    samples = generate_samples(model, tok, problems, sampling, n_samples, batch_size, infill_mode, progress,
-                               f"{task}: generate")
-    extra = {**(extra or {}), "generation": settings, "generation_s": round(time.monotonic() - start, 3)}
-    answers = samples
-    if answer_to_code is not None:
-        samples = [Sample(a.task_id, answer_to_code(a.completion)) for a in answers]
-    summary = score_samples(task, problems, samples, sandbox, ks, timeout_s, workers, progress, out_dir, extra)
+    answers: dict[int, Sample] = {}
+    extra = {**(extra or {}), "generation": settings}
+
+    def code() -> Iterator[list[tuple[int, Sample]]]:
+        spent, clock = 0.0, time.monotonic()
+        for batch in generated_batches(model, tok, problems, sampling, n_samples, batch_size, infill_mode, progress,
+                                       f"{task}: generate"):
+            spent += time.monotonic() - clock
+            answers.update(batch)
+            yield batch if answer_to_code is None else [(i, Sample(a.task_id, answer_to_code(a.completion)))
+                                                        for i, a in batch]
+            clock = time.monotonic()
+        extra["generation_s"] = round(spent, 3)  # read by the summary, made once the last batch is in
+
+    summary = scoring.score(code(), ks, out_dir, extra)
     if answer_to_code is not None and out_dir is not None:
-        write_jsonl(Path(out_dir) / "answers.jsonl", [{"task_id": a.task_id, "answer": a.completion} for a in answers])
+        rows = [{"task_id": a.task_id, "answer": a.completion} for _, a in sorted(answers.items())]
+        write_jsonl(Path(out_dir) / "answers.jsonl", rows)
     return summary
