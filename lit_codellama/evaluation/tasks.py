@@ -191,32 +191,32 @@ class Scoring:
         batch is in kills the running programs and raises KeyboardInterrupt; after, ExecutionInterrupted."""
         with ProgramPool(self.sandbox, self.language, self.limits, self.workers, self.progress, self.task,
                          self.max_pending) as pool:
-            samples, verdicts = self._start_all(pool, batches)
+            samples, programs, verdicts = self._start_all(pool, batches)
             waited = time.monotonic()
             runs = {program: v for program, v in verdicts.items() if isinstance(v, Future)}
             try:
                 verdicts.update(zip(runs, pool.results(list(runs.values())), strict=True))
             except ExecutionInterrupted as e:
                 verdicts.update(zip(runs, e.results, strict=True))
-                self._interrupted(e, _records(samples, [verdicts[self._program(s)] for s in samples]), out_dir)
-        records = _records(samples, [verdicts[self._program(s)] for s in samples])
+                self._interrupted(e, _records(samples, [verdicts[p] for p in programs]), out_dir)
+        records = _records(samples, [verdicts[p] for p in programs])
         return self._summary(samples, records, len(runs), time.monotonic() - waited, ks, out_dir, extra)
 
-    def _start_all(self, pool: ProgramPool, batches: Iterable[list[tuple[int, Sample]]]) -> tuple[list[Sample], dict]:
-        """The samples in index order, and the verdict on each distinct program: an ExecResult, or the Future of
-        its run (started as its batch came in)."""
-        samples: dict[int, Sample] = {}
+    def _start_all(
+        self, pool: ProgramPool, batches: Iterable[list[tuple[int, Sample]]]
+    ) -> tuple[list[Sample], list[str], dict]:
+        """The samples and their programs in index order, and the verdict on each distinct program: an ExecResult,
+        or the Future of its run (started as its batch came in)."""
+        samples: dict[int, tuple[Sample, str]] = {}
         verdicts: dict[str, ExecResult | Future] = {}
         for batch in batches:
-            samples.update(batch)
-            for _, sample in batch:
-                program = self._program(sample)
+            for i, sample in batch:
+                program = self.by_id[sample.task_id].program(sample.completion)
+                samples[i] = sample, program
                 if program not in verdicts:
                     verdicts[program] = self._judged_unrun(sample, program) or pool.submit(program)
-        return [samples[i] for i in sorted(samples)], verdicts
-
-    def _program(self, sample: Sample) -> str:
-        return self.by_id[sample.task_id].program(sample.completion)
+        ordered = [samples[i] for i in sorted(samples)]
+        return [sample for sample, _ in ordered], [program for _, program in ordered], verdicts
 
     def _judged_unrun(self, sample: Sample, program: str) -> ExecResult | None:
         """The verdict on a program that cannot pass, found without running it, or None."""
